@@ -1,0 +1,504 @@
+"""Mixture-of-experts machinery shared by the MoE papers: routing, dropless dispatch, losses.
+
+One MoE feed-forward layer is ``y = mix(Σ_{i∈S(x)} w_i(x) · E_i(x), shared(x))``:
+
+* :class:`TopKRouter` scores each token over ``E`` experts (softmax or sigmoid, in at least
+  fp32), optionally adds a per-token logit mask (``-inf``/``finfo.min`` for experts a token may
+  not use), keeps the top ``k`` and optionally renormalises their weights.
+* :class:`SwiGLUExperts` holds ``E`` SwiGLU experts as stacked weights and runs each expert only
+  on the rows routed to it (one sort, one gather, one matmul pair per expert, one scatter-add):
+  dropless, no capacity, never every expert on every token.
+* :class:`MoEFeedForward` puts router, experts and an optional always-on shared expert together
+  and returns ``(y, MoEAux)``. The auxiliary losses (Switch load balancing, router z-loss) are
+  returned, not added: the caller weights them (see :func:`report_aux`).
+* :func:`count_parameters` counts total or activated (per-token) parameters; any module may
+  define ``num_activated_parameters()`` and the counter uses it.
+
+Shapes: N = tokens (all leading dims flattened), D = hidden size, E = routed experts,
+k = experts per token, F = expert hidden size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro_core.layers import SwiGLUMLP
+
+SCORE_FUNCS = ("softmax", "sigmoid")
+SHARED_MIXES = ("add", "coef")
+
+
+# --------------------------------------------------------------------------------------------
+# Routing
+
+
+@dataclass
+class RouterOutput:
+    """What a router decided for N tokens.
+
+    Attributes:
+        logits: (N, E) router logits after the logit mask, in the routing dtype (>= fp32).
+        scores: (N, E) softmax probabilities or sigmoid scores of ``logits``; masked experts
+            have exactly 0.
+        weights: (N, k) combination weights of the selected experts (renormalised when the
+            router renormalises); 0 where ``indices`` is -1.
+        indices: (N, k) selected expert ids, -1 where a slot selects no expert (the token has
+            fewer than k experts with a non-zero score, e.g. because of the logit mask).
+    """
+
+    logits: torch.Tensor
+    scores: torch.Tensor
+    weights: torch.Tensor
+    indices: torch.Tensor
+
+
+class TopKRouter(nn.Module):
+    """Linear router: ``scores = softmax|sigmoid(W x + mask)``, keep the top-k.
+
+    Args:
+        hidden_size: D.
+        num_experts: E.
+        top_k: k, experts per token (1 <= k <= E).
+        score_func: "softmax" (over all E experts, then top-k on the probabilities) or
+            "sigmoid" (independent per-expert scores).
+        renormalize: divide the top-k weights by their sum. None means "when k > 1" (the rule
+            of the CartesianMoE code and GShard); for k = 1 the weight is the raw score.
+
+    Attributes:
+        weight: (E, D) router weight (the name and shape of HF Mixtral's router).
+        disable_top1: evaluation switch: zero each token's highest score before the top-k, so the
+            token is routed to its next-best k experts (routing-robustness experiment).
+
+    Routing runs in ``promote_types(x.dtype, float32)`` and outside autocast, so bf16 models
+    route in fp32 and fp64 tests route in fp64.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_experts: int,
+        top_k: int,
+        score_func: str = "softmax",
+        renormalize: bool | None = None,
+    ):
+        super().__init__()
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f"top_k={top_k} must be in [1, num_experts={num_experts}]")
+        if score_func not in SCORE_FUNCS:
+            raise ValueError(f"score_func={score_func!r}; allowed: {SCORE_FUNCS}")
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.score_func = score_func
+        self.renormalize = top_k > 1 if renormalize is None else renormalize
+        self.disable_top1 = False
+        self.weight = nn.Parameter(torch.empty(num_experts, hidden_size))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, logit_mask: torch.Tensor | None = None) -> RouterOutput:
+        """Route ``x`` (N, D); ``logit_mask`` (N, E) is added to the logits before scoring."""
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = F.linear(x.to(dtype), self.weight.to(dtype))  # (N, E)
+            if logit_mask is not None:
+                logits = logits + logit_mask.to(dtype)
+            if self.score_func == "softmax":
+                scores = logits.softmax(dim=-1)
+            else:
+                scores = torch.sigmoid(logits)
+            selectable = scores
+            if self.disable_top1:
+                selectable = scores.scatter(-1, scores.argmax(-1, keepdim=True), 0.0)
+            weights, indices = selectable.topk(self.top_k, dim=-1)  # (N, k)
+            if self.renormalize:
+                denom = weights.sum(-1, keepdim=True).clamp_min(torch.finfo(dtype).eps)
+                weights = weights / denom
+            # A slot whose score is exactly 0 (masked, disabled, or underflowed) contributes
+            # nothing and has no gradient; drop it from dispatch and statistics (k_eff <= k).
+            unused = selectable.gather(-1, indices) == 0
+            indices = indices.masked_fill(unused, -1)
+            weights = weights.masked_fill(unused, 0.0)
+        return RouterOutput(logits=logits, scores=scores, weights=weights, indices=indices)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.weight.shape[1]} -> {self.num_experts}, top_k={self.top_k}, "
+            f"score_func={self.score_func}, renormalize={self.renormalize}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Experts and dispatch
+
+
+class SwiGLUExperts(nn.Module):
+    """E SwiGLU experts stored as stacked weights (HF Mixtral layout).
+
+    ``E_e(x) = down_e( silu(gate_e x) * up_e x )`` with
+
+    * ``gate_up_proj``: (E, 2F, D); rows [0, F) are gate_e, rows [F, 2F) are up_e;
+    * ``down_proj``: (E, D, F).
+    """
+
+    def __init__(self, num_experts: int, hidden_size: int, expert_hidden_size: int):
+        super().__init__()
+        self.num_experts = num_experts
+        self.hidden_size = hidden_size
+        self.expert_hidden_size = expert_hidden_size
+        e, d, f = num_experts, hidden_size, expert_hidden_size
+        self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * f, d))
+        self.down_proj = nn.Parameter(torch.empty(e, d, f))
+        self.reset_parameters(std=0.02)
+
+    def reset_parameters(self, std: float) -> None:
+        nn.init.normal_(self.gate_up_proj, std=std)
+        nn.init.normal_(self.down_proj, std=std)
+
+    def expert_forward(self, expert: int, x: torch.Tensor) -> torch.Tensor:
+        """Apply expert ``expert`` to rows ``x`` (n, D) -> (n, D)."""
+        gate, up = F.linear(x, self.gate_up_proj[expert]).chunk(2, dim=-1)  # (n, F) each
+        return F.linear(F.silu(gate) * up, self.down_proj[expert])
+
+    def forward(
+        self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Dropless dispatch: ``out[t] = Σ_j weights[t, j] · E_{indices[t, j]}(x[t])``.
+
+        Args:
+            x: (N, D) tokens.
+            indices: (N, k) expert ids; -1 means "no expert" for that slot.
+            weights: (N, k) combination weights.
+        Returns:
+            (N, D) in x's dtype.
+        """
+        n_tokens, k = indices.shape
+        flat = indices.reshape(-1)  # (N*k,) slot s belongs to token s // k
+        flat = torch.where(flat < 0, self.num_experts, flat)  # unused slots sort last
+        order = flat.argsort(stable=True)  # slots grouped by expert
+        counts = torch.bincount(flat, minlength=self.num_experts + 1)
+        counts = counts[: self.num_experts].tolist()
+        order = order[: sum(counts)]
+        token_of_slot = order // k  # (n_used,)
+        x_sorted = x.index_select(0, token_of_slot)  # (n_used, D), contiguous per expert
+        # Every expert runs, on zero rows if none are routed to it, so that each expert weight
+        # is in the graph (DDP without find_unused_parameters) and gets a zero gradient.
+        y_sorted = torch.cat(
+            [
+                self.expert_forward(e, rows)
+                for e, rows in enumerate(x_sorted.split(counts, dim=0))
+            ]
+        )  # (n_used, D)
+        slot_weights = weights.reshape(-1).index_select(0, order).to(y_sorted.dtype)
+        y_sorted = y_sorted * slot_weights[:, None]
+        out = x.new_zeros(n_tokens, x.shape[-1])
+        return out.index_add(0, token_of_slot, y_sorted.to(x.dtype))
+
+    def extra_repr(self) -> str:
+        return f"num_experts={self.num_experts}, {self.hidden_size} -> {self.expert_hidden_size}"
+
+
+def swiglu_mlp(hidden_size: int, intermediate_size: int) -> SwiGLUMLP:
+    """The core's dense SwiGLU MLP (HF Llama names) without bias, built from two integers."""
+    shape = SimpleNamespace(
+        hidden_size=hidden_size, intermediate_size=intermediate_size, mlp_bias=False
+    )
+    return SwiGLUMLP(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Losses and statistics
+
+
+def load_balancing_loss(
+    scores: torch.Tensor,
+    indices: torch.Tensor,
+    num_experts: int,
+    token_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Switch-Transformer balancing loss ``E · Σ_i f_i · P_i``.
+
+    ``f_i`` is the fraction of routed (token, expert) assignments that went to expert i (no
+    gradient), ``P_i`` the mean over tokens of the router's probability for expert i (sigmoid
+    scores are first normalised to sum to 1 per token). Perfectly uniform routing gives 1.0;
+    everything on one expert with probability 1 gives E.
+
+    Args:
+        scores: (N, E) router scores; indices: (N, k) selected ids, -1 = unused slot;
+        token_mask: (N,) bool, False for tokens to ignore (padding).
+    """
+    probs = scores / scores.sum(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+    if token_mask is not None:
+        probs = probs[token_mask]
+        indices = indices[token_mask]
+    used = indices[indices >= 0]
+    if probs.shape[0] == 0 or used.numel() == 0:
+        return scores.sum() * 0.0
+    f = torch.bincount(used, minlength=num_experts).to(probs.dtype) / used.numel()  # (E,)
+    p = probs.mean(0)  # (E,)
+    return num_experts * (f * p).sum()
+
+
+def router_z_loss(logits: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """ST-MoE router z-loss ``mean_t (logsumexp_i logits[t, i])^2``; logits (N, E)."""
+    z = torch.logsumexp(logits, dim=-1)  # (N,)
+    if token_mask is not None:
+        z = z[token_mask]
+    if z.numel() == 0:
+        return logits.sum() * 0.0
+    return z.pow(2).mean()
+
+
+@dataclass
+class ExpertLoad:
+    """Per-layer expert-load statistics (no gradient), for logging.
+
+    Attributes:
+        tokens_per_expert: (E,) number of (token, expert) assignments per expert; sums to the
+            number of routed tokens times k (minus slots left unused by a logit mask).
+        fraction: (E,) tokens_per_expert / its sum.
+        cv: coefficient of variation std/mean of tokens_per_expert (0 = perfectly balanced).
+        max_over_mean: max/mean of tokens_per_expert (1 = perfectly balanced).
+    """
+
+    tokens_per_expert: torch.Tensor
+    fraction: torch.Tensor
+    cv: torch.Tensor
+    max_over_mean: torch.Tensor
+
+
+@torch.no_grad()
+def expert_load(
+    indices: torch.Tensor, num_experts: int, token_mask: torch.Tensor | None = None
+) -> ExpertLoad:
+    """Load statistics of one routing decision; indices (N, k) with -1 for unused slots."""
+    if token_mask is not None:
+        indices = indices[token_mask]
+    used = indices[indices >= 0]
+    counts = torch.bincount(used, minlength=num_experts).float()  # (E,)
+    total = counts.sum().clamp_min(1.0)
+    mean = counts.mean().clamp_min(torch.finfo(torch.float32).tiny)
+    return ExpertLoad(
+        tokens_per_expert=counts,
+        fraction=counts / total,
+        cv=counts.std(unbiased=False) / mean,
+        max_over_mean=counts.max() / mean,
+    )
+
+
+@dataclass
+class MoEAux:
+    """What one routed MoE layer reports besides its output.
+
+    Attributes:
+        load_balancing_loss: scalar, Switch loss (:func:`load_balancing_loss`), unweighted;
+            differentiable w.r.t. the router.
+        z_loss: scalar, router z-loss (:func:`router_z_loss`), unweighted.
+        load: :class:`ExpertLoad` statistics.
+        router: the :class:`RouterOutput` (indices, weights, scores, logits), e.g. to compare
+            routes or measure routing changes.
+    """
+
+    load_balancing_loss: torch.Tensor
+    z_loss: torch.Tensor
+    load: ExpertLoad
+    router: RouterOutput
+
+    def log_dict(self, prefix: str) -> dict[str, float]:
+        """Scalars for a logger: ``{prefix}/load_balancing_loss``, ``.../load_cv``, ..."""
+        return {
+            f"{prefix}/load_balancing_loss": float(self.load_balancing_loss),
+            f"{prefix}/z_loss": float(self.z_loss),
+            f"{prefix}/load_cv": float(self.load.cv),
+            f"{prefix}/load_max_over_mean": float(self.load.max_over_mean),
+        }
+
+
+def report_aux(
+    state,
+    aux: MoEAux,
+    load_balancing_coef: float = 0.0,
+    z_loss_coef: float = 0.0,
+) -> None:
+    """Hand one layer's aux to the decoder's per-forward ``state``.
+
+    Adds ``coef * loss`` under the names "moe_load_balancing" and "moe_z_loss" (summed over
+    layers by ``state.add_loss``) when the coefficient is non-zero, and appends ``aux`` to
+    ``state.shared["moe_aux"]`` so a trainer can log per-layer load statistics.
+    """
+    if load_balancing_coef:
+        state.add_loss("moe_load_balancing", load_balancing_coef * aux.load_balancing_loss)
+    if z_loss_coef:
+        state.add_loss("moe_z_loss", z_loss_coef * aux.z_loss)
+    state.shared.setdefault("moe_aux", []).append(aux)
+
+
+# --------------------------------------------------------------------------------------------
+# The MoE feed-forward layer
+
+
+class MoEFeedForward(nn.Module):
+    """Routed SwiGLU experts plus an optional shared expert: (..., D) -> (..., D).
+
+    Args:
+        hidden_size: D.
+        num_experts: E routed experts.
+        expert_hidden_size: F, intermediate size of each routed expert.
+        top_k: experts per token.
+        score_func, renormalize: see :class:`TopKRouter`.
+        shared_expert_hidden_size: intermediate size of the always-on shared SwiGLU expert;
+            0 = no shared expert. Several shared experts of width w that are summed are one
+            expert of width m·w (SwiGLU is separable over hidden units).
+        shared_expert_scale: the shared expert's output is multiplied by this (0.5 with a
+            width-2w shared expert = the mean of two width-w experts, as in the CartesianMoE
+            code's fine-grained baseline).
+        shared_mix: how routed and shared outputs combine: "add" (``r + s``) or "coef"
+            (DeepSpeed residual MoE: ``c = softmax(Linear(D, 2)(x))``, ``c0·r + c1·s``).
+        init_std: std of the normal initialisation of router and expert weights.
+
+    Submodules: ``router`` (:class:`TopKRouter`), ``experts`` (:class:`SwiGLUExperts`),
+    ``shared_expert`` (core ``SwiGLUMLP``) and ``coefficient`` (Linear(D, 2)) when used.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_experts: int,
+        expert_hidden_size: int,
+        top_k: int,
+        *,
+        score_func: str = "softmax",
+        renormalize: bool | None = None,
+        shared_expert_hidden_size: int = 0,
+        shared_expert_scale: float = 1.0,
+        shared_mix: str = "add",
+        init_std: float = 0.02,
+    ):
+        super().__init__()
+        if shared_mix not in SHARED_MIXES:
+            raise ValueError(f"shared_mix={shared_mix!r}; allowed: {SHARED_MIXES}")
+        if expert_hidden_size < 1 or shared_expert_hidden_size < 0:
+            raise ValueError(
+                f"expert_hidden_size={expert_hidden_size} must be >= 1 and "
+                f"shared_expert_hidden_size={shared_expert_hidden_size} >= 0"
+            )
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.shared_expert_scale = shared_expert_scale
+        self.shared_mix = shared_mix
+        self.router = TopKRouter(hidden_size, num_experts, top_k, score_func, renormalize)
+        self.experts = SwiGLUExperts(num_experts, hidden_size, expert_hidden_size)
+        self.shared_expert = None
+        self.coefficient = None
+        if shared_expert_hidden_size:
+            self.shared_expert = swiglu_mlp(hidden_size, shared_expert_hidden_size)
+            if shared_mix == "coef":
+                self.coefficient = nn.Linear(hidden_size, 2)
+        self.reset_parameters(init_std)
+
+    def reset_parameters(self, std: float) -> None:
+        """Normal(0, std) weights, zero biases (called by the model's weight init)."""
+        nn.init.normal_(self.router.weight, std=std)
+        self.experts.reset_parameters(std)
+        for module in (self.shared_expert, self.coefficient):
+            if module is None:
+                continue
+            for name, param in module.named_parameters():
+                if name.endswith("bias"):
+                    nn.init.zeros_(param)
+                else:
+                    nn.init.normal_(param, std=std)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        logit_mask: torch.Tensor | None = None,
+        token_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, MoEAux]:
+        """Args:
+            x: (..., D) tokens.
+            logit_mask: (..., E) additive router-logit mask, e.g. 0 / ``-inf`` per expert.
+            token_mask: (...) bool, False for tokens (padding) left out of losses and stats.
+        Returns:
+            y (..., D) and :class:`MoEAux`.
+        """
+        shape = x.shape
+        tokens = x.reshape(-1, shape[-1])  # (N, D)
+        if logit_mask is not None:
+            logit_mask = logit_mask.reshape(tokens.shape[0], self.num_experts)
+        if token_mask is not None:
+            token_mask = token_mask.reshape(-1).bool()
+        route = self.router(tokens, logit_mask)
+        y = self.experts(tokens, route.indices, route.weights)  # (N, D)
+        if self.shared_expert is not None:
+            shared = self.shared_expert(tokens) * self.shared_expert_scale
+            if self.coefficient is not None:
+                coef = self.coefficient(tokens).softmax(dim=-1)  # (N, 2)
+                y = y * coef[:, :1] + shared * coef[:, 1:]
+            else:
+                y = y + shared
+        aux = MoEAux(
+            load_balancing_loss=load_balancing_loss(
+                route.scores, route.indices, self.num_experts, token_mask
+            ),
+            z_loss=router_z_loss(route.logits, token_mask),
+            load=expert_load(route.indices, self.num_experts, token_mask),
+            router=route,
+        )
+        return y.reshape(shape), aux
+
+    def num_activated_parameters(self) -> int:
+        """Parameters one token uses: router, shared expert, mixing layer, k routed experts."""
+        routed = sum(p.numel() for p in self.experts.parameters())
+        total = sum(p.numel() for p in self.parameters())
+        return total - routed + routed * self.top_k // self.num_experts
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def count_parameters(module: nn.Module, activated: bool = False) -> int:
+    """Total parameters, or (``activated=True``) parameters used per token.
+
+    A module that defines ``num_activated_parameters()`` is counted by it; every other module
+    counts its own parameters and recurses into its children.
+    """
+    if activated and hasattr(module, "num_activated_parameters"):
+        return int(module.num_activated_parameters())
+    if not activated:
+        return sum(p.numel() for p in module.parameters())
+    own = sum(p.numel() for p in module.parameters(recurse=False))
+    return own + sum(count_parameters(child, activated=True) for child in module.children())
+
+
+def set_disable_top1(module: nn.Module, enabled: bool) -> int:
+    """Switch the routing-robustness evaluation on or off in every router under ``module``.
+
+    Returns the number of routers changed (0 means the module has no router: a likely mistake
+    the caller may want to report).
+    """
+    routers = [m for m in module.modules() if isinstance(m, TopKRouter)]
+    for router in routers:
+        router.disable_top1 = enabled
+    return len(routers)
+
+
+__all__ = [
+    "RouterOutput",
+    "TopKRouter",
+    "SwiGLUExperts",
+    "swiglu_mlp",
+    "load_balancing_loss",
+    "router_z_loss",
+    "ExpertLoad",
+    "expert_load",
+    "MoEAux",
+    "report_aux",
+    "MoEFeedForward",
+    "count_parameters",
+    "set_disable_top1",
+]

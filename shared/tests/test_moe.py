@@ -1,0 +1,284 @@
+"""Invariants of repro_core.moe, in the style of megablocks' dMoE tests.
+
+References are computed another way: the core's dense SwiGLU MLP, and a per-token Python loop
+that routes with its own softmax/sigmoid + sort and applies each selected expert as matvecs.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from repro_core.layers import ForwardState
+from repro_core.moe import (
+    MoEFeedForward,
+    TopKRouter,
+    count_parameters,
+    expert_load,
+    load_balancing_loss,
+    report_aux,
+    router_z_loss,
+    set_disable_top1,
+    swiglu_mlp,
+)
+
+D = 12
+
+
+def make_moe(num_experts, top_k, *, seed=0, dtype=torch.float64, **kwargs):
+    torch.manual_seed(seed)
+    # A larger init than the default so routing, weights and gradients are far from zero.
+    return MoEFeedForward(D, num_experts, 10, top_k, init_std=0.3, **kwargs).to(dtype)
+
+
+def loop_reference(moe: MoEFeedForward, x: torch.Tensor) -> torch.Tensor:
+    """Route and combine token by token, expert by expert (no dispatch, no top-k op)."""
+    router, experts = moe.router, moe.experts
+    f = experts.expert_hidden_size
+    outputs = []
+    for token in x.reshape(-1, D):
+        logits = router.weight @ token  # (E,)
+        if router.score_func == "softmax":
+            scores = torch.exp(logits - logits.max())
+            scores = scores / scores.sum()
+        else:
+            scores = 1.0 / (1.0 + torch.exp(-logits))
+        ranked = sorted(range(moe.num_experts), key=lambda e: -float(scores[e]))
+        chosen = ranked[: moe.top_k]
+        total = sum(scores[e] for e in chosen)
+        out = torch.zeros_like(token)
+        for e in chosen:
+            gate = experts.gate_up_proj[e, :f] @ token
+            up = experts.gate_up_proj[e, f:] @ token
+            hidden = gate * torch.sigmoid(gate) * up
+            weight = scores[e] / total if router.renormalize else scores[e]
+            out = out + weight * (experts.down_proj[e] @ hidden)
+        if moe.shared_expert is not None:
+            mlp = moe.shared_expert
+            shared = mlp.down_proj.weight @ (
+                F.silu(mlp.gate_proj.weight @ token) * (mlp.up_proj.weight @ token)
+            )
+            shared = shared * moe.shared_expert_scale
+            if moe.coefficient is not None:
+                c = torch.softmax(moe.coefficient.weight @ token + moe.coefficient.bias, -1)
+                out = c[0] * out + c[1] * shared
+            else:
+                out = out + shared
+        outputs.append(out)
+    return torch.stack(outputs).reshape(x.shape)
+
+
+def grads(module, x, out, probe):
+    params = [x, *module.parameters()]
+    return torch.autograd.grad((out * probe).sum(), params, allow_unused=True)
+
+
+def test_one_expert_equals_dense_mlp():
+    moe = make_moe(1, 1)
+    dense = swiglu_mlp(D, 10).double()
+    f = moe.experts.expert_hidden_size
+    with torch.no_grad():
+        dense.gate_proj.weight.copy_(moe.experts.gate_up_proj[0, :f])
+        dense.up_proj.weight.copy_(moe.experts.gate_up_proj[0, f:])
+        dense.down_proj.weight.copy_(moe.experts.down_proj[0])
+    x = torch.randn(3, 5, D, dtype=torch.float64, requires_grad=True)
+    out, aux = moe(x)
+    torch.testing.assert_close(out, dense(x), rtol=0, atol=1e-12)
+    assert torch.all(aux.router.weights == 1.0)
+    (gx_moe,) = torch.autograd.grad(out.sum(), x)
+    (gx_dense,) = torch.autograd.grad(dense(x).sum(), x)
+    torch.testing.assert_close(gx_moe, gx_dense, rtol=0, atol=1e-12)
+
+
+SETTINGS = [
+    # num_experts, top_k, renormalize, score_func, shared (width, mix, scale)
+    (4, 1, None, "softmax", None),
+    (4, 2, None, "softmax", None),
+    (8, 3, False, "softmax", None),
+    (6, 6, None, "softmax", None),
+    (6, 2, True, "sigmoid", None),
+    (8, 1, None, "sigmoid", None),
+    (8, 2, None, "softmax", (7, "coef", 1.0)),
+    (5, 2, None, "softmax", (14, "add", 0.5)),
+]
+
+
+@pytest.mark.parametrize("num_experts,top_k,renormalize,score_func,shared", SETTINGS)
+def test_dropless_dispatch_matches_loop_reference(
+    num_experts, top_k, renormalize, score_func, shared
+):
+    extra = {}
+    if shared:
+        width, mix, scale = shared
+        extra = dict(
+            shared_expert_hidden_size=width, shared_mix=mix, shared_expert_scale=scale
+        )
+    moe = make_moe(
+        num_experts, top_k, renormalize=renormalize, score_func=score_func, seed=top_k, **extra
+    )
+    x = torch.randn(2, 9, D, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(2, 9, D, dtype=torch.float64)
+    out, _ = moe(x)
+    ref = loop_reference(moe, x)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    for got, want in zip(grads(moe, x, out, probe), grads(moe, x, ref, probe)):
+        if want is None:  # a parameter the reference never touches must get no gradient
+            assert got is None or torch.all(got == 0)
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_every_expert_gets_a_gradient_even_when_unused():
+    moe = make_moe(8, 1)
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.weight[3, 0] = 10.0  # x[..., 0] > 0 below: every token picks expert 3
+    x = torch.randn(16, D, dtype=torch.float64).abs()
+    out, aux = moe(x)
+    assert torch.all(aux.router.indices == 3)
+    out.sum().backward()
+    grad = moe.experts.gate_up_proj.grad
+    assert grad is not None and grad[3].abs().sum() > 0
+    assert torch.all(grad[torch.arange(8) != 3] == 0)
+
+
+def test_uniform_routing_balancing_loss_is_one_and_collapse_is_num_experts():
+    e, n = 4, 8
+    uniform = torch.full((n, e), 1.0 / e)
+    balanced_ids = (torch.arange(n * 2) % e).reshape(n, 2)
+    assert load_balancing_loss(uniform, balanced_ids, e).item() == pytest.approx(1.0)
+    collapsed = torch.zeros(n, e)
+    collapsed[:, 0] = 1.0
+    one_id = torch.zeros(n, 1, dtype=torch.long)
+    assert load_balancing_loss(collapsed, one_id, e).item() == pytest.approx(e)
+
+
+def test_imbalanced_routing_scores_higher_balancing_loss():
+    x = torch.randn(64, D, dtype=torch.float64).abs()
+    balanced = make_moe(4, 1)
+    with torch.no_grad():  # tokens split over the experts by which feature is largest
+        balanced.router.weight.copy_(torch.eye(4, D, dtype=torch.float64) * 5.0)
+    imbalanced = make_moe(4, 1)
+    with torch.no_grad():
+        imbalanced.router.weight.zero_()
+        imbalanced.router.weight[0] = 1.0  # every token prefers expert 0
+    _, aux_b = balanced(x)
+    _, aux_i = imbalanced(x)
+    assert aux_i.load.max_over_mean.item() == pytest.approx(4.0)
+    assert aux_b.load.max_over_mean.item() < 2.0
+    assert aux_i.load_balancing_loss.item() > aux_b.load_balancing_loss.item() + 0.5
+    # The loss is differentiable w.r.t. the router.
+    (g,) = torch.autograd.grad(aux_i.load_balancing_loss, imbalanced.router.weight)
+    assert g.abs().sum() > 0
+
+
+@pytest.mark.parametrize("masked_value", [-math.inf, torch.finfo(torch.float32).min])
+def test_masked_experts_get_zero_weight_and_zero_gradient(masked_value):
+    e, k, n = 6, 2, 40
+    moe = make_moe(e, k, shared_expert_hidden_size=5, shared_mix="coef")
+    gen = torch.Generator().manual_seed(3)
+    visible = torch.rand(n, e, generator=gen) < 0.5
+    visible[:, 5] = False  # expert 5 is masked for every token
+    visible[torch.arange(n), torch.randint(0, 5, (n,), generator=gen)] = True  # >= 1 visible
+    visible[0] = False
+    visible[0, 2] = True  # token 0 sees a single expert although k = 2
+    mask = torch.zeros(n, e, dtype=torch.float64).masked_fill(~visible, masked_value)
+    x = torch.randn(n, D, dtype=torch.float64)
+    out, aux = moe(x, logit_mask=mask)
+    route = aux.router
+    route.logits.retain_grad()
+    assert torch.all(route.scores[~visible] == 0)
+    chosen = route.indices >= 0
+    assert torch.all(visible.gather(1, route.indices.clamp_min(0))[chosen])
+    assert route.indices[0].tolist() == [2, -1] and route.weights[0].tolist() == [1.0, 0.0]
+    assert torch.all(route.weights[~chosen] == 0)
+    loss = out.pow(2).sum() + aux.load_balancing_loss + aux.z_loss
+    loss.backward()
+    assert torch.all(route.logits.grad[~visible] == 0)
+    assert torch.all(moe.router.weight.grad[5] == 0)
+    assert torch.all(moe.experts.gate_up_proj.grad[5] == 0)
+    assert torch.all(moe.experts.down_proj.grad[5] == 0)
+    assert all(torch.isfinite(p.grad).all() for p in moe.parameters())
+    assert aux.load.tokens_per_expert[5] == 0
+    assert aux.load.tokens_per_expert.sum() == chosen.sum()
+
+
+def test_z_loss_equals_its_formula():
+    moe = make_moe(5, 2)
+    x = torch.randn(7, D, dtype=torch.float64)
+    _, aux = moe(x)
+    logits = x @ moe.router.weight.T
+    expected = torch.log(torch.exp(logits).sum(-1)).pow(2).mean()
+    torch.testing.assert_close(aux.z_loss, expected)
+    torch.testing.assert_close(router_z_loss(logits), expected)
+
+
+def test_load_stats_sum_to_routed_token_count():
+    moe = make_moe(6, 2)
+    x = torch.randn(4, 10, D, dtype=torch.float64)
+    token_mask = torch.ones(4, 10, dtype=torch.bool)
+    token_mask[:, 7:] = False  # padding
+    _, aux = moe(x)
+    counts = aux.load.tokens_per_expert
+    assert counts.sum().item() == 4 * 10 * 2
+    assert aux.load.fraction.sum().item() == pytest.approx(1.0)
+    assert aux.load.cv.item() == pytest.approx((counts.std(unbiased=False) / counts.mean()).item())
+    assert aux.load.max_over_mean.item() == pytest.approx((counts.max() / counts.mean()).item())
+    _, masked = moe(x, token_mask=token_mask)
+    assert masked.load.tokens_per_expert.sum().item() == 4 * 7 * 2
+    direct = expert_load(masked.router.indices, 6, token_mask.reshape(-1))
+    assert torch.equal(direct.tokens_per_expert, masked.load.tokens_per_expert)
+
+
+def test_top1_weight_is_raw_probability_and_topk_weights_sum_to_one():
+    x = torch.randn(20, D, dtype=torch.float64)
+    _, aux1 = make_moe(6, 1)(x)
+    torch.testing.assert_close(aux1.router.weights[:, 0], aux1.router.scores.max(-1).values)
+    _, aux3 = make_moe(6, 3)(x)
+    torch.testing.assert_close(aux3.router.weights.sum(-1), torch.ones(20, dtype=torch.float64))
+
+
+def test_disable_top1_routes_to_the_next_best_experts():
+    moe = make_moe(6, 2)
+    x = torch.randn(30, D, dtype=torch.float64)
+    _, normal = moe(x)
+    assert set_disable_top1(moe, True) == 1
+    _, disabled = moe(x)
+    ranked = normal.router.scores.argsort(-1, descending=True)
+    assert torch.equal(disabled.router.indices.sort(-1).values, ranked[:, 1:3].sort(-1).values)
+    set_disable_top1(moe, False)
+    _, again = moe(x)
+    assert torch.equal(again.router.indices, normal.router.indices)
+
+
+def test_router_runs_in_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    router = TopKRouter(D, 4, 2)
+    x = torch.randn(5, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        route = router(x)
+    assert route.logits.dtype == torch.float32 and route.weights.dtype == torch.float32
+
+
+def test_activated_parameter_count():
+    moe = MoEFeedForward(D, 8, 10, 2, shared_expert_hidden_size=6, shared_mix="coef")
+    router, expert, shared, coef = 8 * D, 3 * D * 10, 3 * D * 6, 2 * D + 2
+    assert count_parameters(moe) == router + 8 * expert + shared + coef
+    assert count_parameters(moe, activated=True) == router + 2 * expert + shared + coef
+    dense = swiglu_mlp(D, 30)
+    container = torch.nn.ModuleList([moe, dense])
+    assert count_parameters(container, activated=True) == (
+        moe.num_activated_parameters() + 3 * D * 30
+    )
+
+
+def test_report_aux_weights_losses_into_forward_state():
+    moe = make_moe(4, 2)
+    state = ForwardState()
+    for _ in range(2):  # two layers
+        _, aux = moe(torch.randn(6, D, dtype=torch.float64))
+        report_aux(state, aux, load_balancing_coef=0.01, z_loss_coef=0.001)
+    assert set(state.aux_losses) == {"moe_load_balancing", "moe_z_loss"}
+    lb = sum(a.load_balancing_loss for a in state.shared["moe_aux"])
+    torch.testing.assert_close(state.aux_losses["moe_load_balancing"], 0.01 * lb)
