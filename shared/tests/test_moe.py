@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from repro_core.layers import ForwardState
+from repro_core.modeling import count_parameters as count_model_parameters
 from repro_core.moe import (
     MoEFeedForward,
     TopKRouter,
-    count_parameters,
+    count_block_parameters,
     expert_load,
     load_balancing_loss,
     report_aux,
@@ -44,7 +44,7 @@ def loop_reference(moe: MoEFeedForward, x: torch.Tensor) -> torch.Tensor:
             scores = scores / scores.sum()
         else:
             scores = 1.0 / (1.0 + torch.exp(-logits))
-        ranked = sorted(range(moe.num_experts), key=lambda e: -float(scores[e]))
+        ranked = sorted(range(moe.num_experts), key=lambda e: -scores[e].item())
         chosen = ranked[: moe.top_k]
         total = sum(scores[e] for e in chosen)
         out = torch.zeros_like(token)
@@ -111,9 +111,7 @@ def test_dropless_dispatch_matches_loop_reference(
     extra = {}
     if shared:
         width, mix, scale = shared
-        extra = dict(
-            shared_expert_hidden_size=width, shared_mix=mix, shared_expert_scale=scale
-        )
+        extra = dict(shared_expert_hidden_size=width, shared_mix=mix, shared_expert_scale=scale)
     moe = make_moe(
         num_experts, top_k, renormalize=renormalize, score_func=score_func, seed=top_k, **extra
     )
@@ -264,13 +262,17 @@ def test_router_runs_in_fp32_under_bf16_autocast():
 def test_activated_parameter_count():
     moe = MoEFeedForward(D, 8, 10, 2, shared_expert_hidden_size=6, shared_mix="coef")
     router, expert, shared, coef = 8 * D, 3 * D * 10, 3 * D * 6, 2 * D + 2
-    assert count_parameters(moe) == router + 8 * expert + shared + coef
-    assert count_parameters(moe, activated=True) == router + 2 * expert + shared + coef
+    assert count_block_parameters(moe) == router + 8 * expert + shared + coef
+    assert count_block_parameters(moe, activated=True) == router + 2 * expert + shared + coef
     dense = swiglu_mlp(D, 30)
     container = torch.nn.ModuleList([moe, dense])
-    assert count_parameters(container, activated=True) == (
+    assert count_block_parameters(container, activated=True) == (
         moe.num_activated_parameters() + 3 * D * 30
     )
+    # The core's model-level counter reads the same hook.
+    counts = count_model_parameters(container)
+    assert counts["activated"] == count_block_parameters(container, activated=True)
+    assert counts["total"] == count_block_parameters(container)
 
 
 def test_report_aux_weights_losses_into_forward_state():

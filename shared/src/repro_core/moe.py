@@ -11,8 +11,12 @@ One MoE feed-forward layer is ``y = mix(Σ_{i∈S(x)} w_i(x) · E_i(x), shared(x
 * :class:`MoEFeedForward` puts router, experts and an optional always-on shared expert together
   and returns ``(y, MoEAux)``. The auxiliary losses (Switch load balancing, router z-loss) are
   returned, not added: the caller weights them (see :func:`report_aux`).
-* :func:`count_parameters` counts total or activated (per-token) parameters; any module may
-  define ``num_activated_parameters()`` and the counter uses it.
+* Every MoE module defines ``num_activated_parameters()`` (parameters used per token), which
+  the model-level ``repro_core.modeling.count_parameters`` picks up; :func:`count_block_parameters`
+  does the same for a single block.
+* Weight init: the stacked expert weights and the router weight are plain ``nn.Parameter``s, so
+  the model's ``_init_weights`` must call ``init_parameters(std)`` on modules that define it
+  (:class:`TopKRouter`, :class:`SwiGLUExperts`, :class:`MoEFeedForward`).
 
 Shapes: N = tokens (all leading dims flattened), D = hidden size, E = routed experts,
 k = experts per token, F = expert hidden size.
@@ -97,7 +101,10 @@ class TopKRouter(nn.Module):
         self.renormalize = top_k > 1 if renormalize is None else renormalize
         self.disable_top1 = False
         self.weight = nn.Parameter(torch.empty(num_experts, hidden_size))
-        nn.init.normal_(self.weight, std=0.02)
+        self.init_parameters(std=0.02)
+
+    def init_parameters(self, std: float) -> None:
+        nn.init.normal_(self.weight, std=std)
 
     def forward(self, x: torch.Tensor, logit_mask: torch.Tensor | None = None) -> RouterOutput:
         """Route ``x`` (N, D); ``logit_mask`` (N, E) is added to the logits before scoring."""
@@ -152,9 +159,9 @@ class SwiGLUExperts(nn.Module):
         e, d, f = num_experts, hidden_size, expert_hidden_size
         self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * f, d))
         self.down_proj = nn.Parameter(torch.empty(e, d, f))
-        self.reset_parameters(std=0.02)
+        self.init_parameters(std=0.02)
 
-    def reset_parameters(self, std: float) -> None:
+    def init_parameters(self, std: float) -> None:
         nn.init.normal_(self.gate_up_proj, std=std)
         nn.init.normal_(self.down_proj, std=std)
 
@@ -187,10 +194,7 @@ class SwiGLUExperts(nn.Module):
         # Every expert runs, on zero rows if none are routed to it, so that each expert weight
         # is in the graph (DDP without find_unused_parameters) and gets a zero gradient.
         y_sorted = torch.cat(
-            [
-                self.expert_forward(e, rows)
-                for e, rows in enumerate(x_sorted.split(counts, dim=0))
-            ]
+            [self.expert_forward(e, rows) for e, rows in enumerate(x_sorted.split(counts, dim=0))]
         )  # (n_used, D)
         slot_weights = weights.reshape(-1).index_select(0, order).to(y_sorted.dtype)
         y_sorted = y_sorted * slot_weights[:, None]
@@ -397,12 +401,12 @@ class MoEFeedForward(nn.Module):
             self.shared_expert = swiglu_mlp(hidden_size, shared_expert_hidden_size)
             if shared_mix == "coef":
                 self.coefficient = nn.Linear(hidden_size, 2)
-        self.reset_parameters(init_std)
+        self.init_parameters(init_std)
 
-    def reset_parameters(self, std: float) -> None:
+    def init_parameters(self, std: float) -> None:
         """Normal(0, std) weights, zero biases (called by the model's weight init)."""
-        nn.init.normal_(self.router.weight, std=std)
-        self.experts.reset_parameters(std)
+        self.router.init_parameters(std)
+        self.experts.init_parameters(std)
         for module in (self.shared_expert, self.coefficient):
             if module is None:
                 continue
@@ -461,10 +465,12 @@ class MoEFeedForward(nn.Module):
 # Helpers
 
 
-def count_parameters(module: nn.Module, activated: bool = False) -> int:
-    """Total parameters, or (``activated=True``) parameters used per token.
+def count_block_parameters(module: nn.Module, activated: bool = False) -> int:
+    """Total parameters of one block, or (``activated=True``) parameters used per token.
 
-    A module that defines ``num_activated_parameters()`` is counted by it; every other module
+    The block-level twin of ``repro_core.modeling.count_parameters`` (which counts a whole model
+    and skips the embedding; it treats the model it is given as a container). A module that
+    defines ``num_activated_parameters()`` is counted by it; every other module
     counts its own parameters and recurses into its children.
     """
     if activated and hasattr(module, "num_activated_parameters"):
@@ -472,7 +478,7 @@ def count_parameters(module: nn.Module, activated: bool = False) -> int:
     if not activated:
         return sum(p.numel() for p in module.parameters())
     own = sum(p.numel() for p in module.parameters(recurse=False))
-    return own + sum(count_parameters(child, activated=True) for child in module.children())
+    return own + sum(count_block_parameters(child, activated=True) for child in module.children())
 
 
 def set_disable_top1(module: nn.Module, enabled: bool) -> int:
@@ -499,6 +505,6 @@ __all__ = [
     "MoEAux",
     "report_aux",
     "MoEFeedForward",
-    "count_parameters",
+    "count_block_parameters",
     "set_disable_top1",
 ]
