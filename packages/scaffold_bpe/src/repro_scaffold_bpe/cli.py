@@ -1,0 +1,171 @@
+"""`repro-scaffold-bpe-train`: train a Scaffold-BPE (or plain BPE) tokenizer on local text.
+
+    repro-scaffold-bpe-train --input $REPRO_DATA_DIR/wikitext-2/train.txt --vocab-size 8192 --out out/sbpe-8k
+    repro-scaffold-bpe-train --input my_corpus_dir/ --vocab-size 32000 --method bpe --out out/bpe-32k
+
+Writes to --out: the HF tokenizer (`tokenizer_config.json` + `scaffold_bpe.json`, load it with
+`ScaffoldBpeTokenizer.from_pretrained(out)`) and `training_summary.json` (merges in order with their
+token strings, scaffold tokens, demolition table, mark / re-activate events, sizes and timings).
+Every file under a directory is one document (read as UTF-8; invalid bytes are kept as bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from repro_core.bpe import (
+    BYTE_ORDERS,
+    ENDOFTEXT,
+    GPT2_PATTERN,
+    GPT2_SPLIT_DIGITS_PATTERN,
+    PreTokenizer,
+    count_pieces,
+    train_bpe,
+)
+
+PATTERNS = {"gpt2": GPT2_PATTERN, "gpt2-split-digits": GPT2_SPLIT_DIGITS_PATTERN}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="repro-scaffold-bpe-train",
+        description="Train a byte-level Scaffold-BPE (arXiv 2404.17808) or plain BPE tokenizer.",
+    )
+    p.add_argument("--input", required=True, help="a text file, or a directory of text files")
+    p.add_argument(
+        "--vocab-size", type=int, required=True,
+        help="N = number of normal tokens, 256 bytes and the special tokens included",
+    )  # fmt: skip
+    p.add_argument("--method", choices=("scaffold", "bpe"), default="scaffold")
+    p.add_argument(
+        "--conventions", choices=BYTE_ORDERS, default="reference",
+        help="pair tie-break order of the bytes: 'reference' = raw byte values (the golden data), "
+        "'hf' = HF ByteLevel order (plain BPE then equals tokenizers' BpeTrainer)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pattern", choices=sorted(PATTERNS), default="gpt2", help="pre-tokenisation regex"
+    )
+    p.add_argument(
+        "--regex", default=None, help="a custom pre-tokenisation regex (overrides --pattern)"
+    )
+    p.add_argument(
+        "--special-token", action="append", default=None,
+        help=f"special token (repeatable); default {ENDOFTEXT}; pass '' for none",
+    )  # fmt: skip
+    p.add_argument("--min-pair-count", type=int, default=1, help="never merge rarer pairs")
+    p.add_argument("--out", required=True, help="output directory (created)")
+    return p
+
+
+def read_documents(path: Path) -> tuple[list[str], list[str]]:
+    """(texts, file names): one text per file; a directory is walked recursively, hidden files skipped."""
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(
+            f
+            for f in path.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
+        )
+    texts = [f.read_bytes().decode("utf-8", "surrogateescape") for f in files]
+    return texts, [str(f) for f in files]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    source = Path(args.input)
+    if not source.exists():
+        parser.error(
+            f"--input {source} does not exist (give a text file or a directory of text files)"
+        )
+    specials = [
+        s for s in (args.special_token if args.special_token is not None else [ENDOFTEXT]) if s
+    ]
+    n_base = 256 + len(specials)
+    if args.vocab_size < n_base:
+        parser.error(
+            f"--vocab-size {args.vocab_size} is too small: it must be at least {n_base} "
+            f"(256 byte tokens + {len(specials)} special token(s))"
+        )
+    if args.min_pair_count < 1:
+        parser.error(f"--min-pair-count must be >= 1, got {args.min_pair_count}")
+    try:
+        pretokenizer = PreTokenizer(args.regex or PATTERNS[args.pattern], specials)
+    except Exception as err:  # regex.error and friends
+        parser.error(f"invalid pre-tokenisation regex: {err}")
+    texts, files = read_documents(source)
+    n_bytes = sum(len(t.encode("utf-8", "surrogateescape")) for t in texts)
+    if n_bytes == 0:
+        parser.error(f"--input {source} holds no text (files found: {len(files)})")
+
+    # Heavy imports after the argument checks, so that errors come back at once.
+    from repro_scaffold_bpe.hf_tokenizer import ScaffoldBpeTokenizer
+    from repro_scaffold_bpe.scaffold import plain_bpe_as_scaffold, train_scaffold_bpe
+
+    start = time.perf_counter()
+    counts = count_pieces(texts, pretokenizer)
+    count_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    if args.method == "scaffold":
+        model = train_scaffold_bpe(
+            counts, args.vocab_size, pretokenizer, args.conventions, args.min_pair_count
+        )
+    else:
+        vocab = train_bpe(
+            counts, args.vocab_size, pretokenizer, args.conventions, args.min_pair_count
+        )
+        model = plain_bpe_as_scaffold(vocab)
+    train_seconds = time.perf_counter() - start
+    if model.vocab_size < args.vocab_size:
+        print(
+            f"warning: the corpus ran out of pairs: vocabulary has {model.vocab_size} < {args.vocab_size} tokens",
+            file=sys.stderr,
+        )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ScaffoldBpeTokenizer(model=model).save_pretrained(str(out))
+    latin1 = [b.decode("latin-1") for b in model.token_bytes]
+    summary = {
+        "method": args.method,
+        "conventions": args.conventions,
+        "pattern": pretokenizer.pattern,
+        "special_tokens": model.special_tokens,
+        "input_files": files,
+        "input_bytes": n_bytes,
+        "distinct_pieces": len(counts),
+        "vocab_size": model.vocab_size,
+        "expanded_vocab_size": model.expanded_vocab_size,
+        "num_scaffold_tokens": len(model.scaffold_ids),
+        "num_mark_events": sum(e[0] == "mark" for e in model.events),
+        "num_reactivations": sum(e[0] == "reactivate" for e in model.events),
+        "num_duplicate_merges": sum(e[0] == "duplicate_merge" for e in model.events),
+        "count_seconds": round(count_seconds, 3),
+        "train_seconds": round(train_seconds, 3),
+        "token_bytes_note": "token strings are the token bytes decoded as Latin-1",
+        "merges": [[a, b, t, latin1[t]] for a, b, t in model.merges],
+        "merge_pair_counts": model.pair_counts,
+        "merge_applied_counts": model.applied_counts,
+        "scaffold_tokens": [[s, latin1[s]] for s in model.scaffold_ids],
+        "demolish": {str(k): list(v) for k, v in sorted(model.demolish.items())},
+        "normal_ids": model.normal_ids,
+        "events": model.events,
+    }
+    (out / "training_summary.json").write_text(
+        json.dumps(summary, ensure_ascii=False), encoding="utf-8"
+    )
+    print(
+        f"{args.method}: N={model.vocab_size} |E|={model.expanded_vocab_size} "
+        f"|S|={len(model.scaffold_ids)} from {n_bytes / 1e6:.2f} MB in {count_seconds:.2f}s count + "
+        f"{train_seconds:.2f}s train -> {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
