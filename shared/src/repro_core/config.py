@@ -243,6 +243,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}={value!r} is invalid: allowed an integer")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}={value!r} is invalid: allowed a number")
         return float(value)
@@ -284,12 +289,11 @@ def run_config_class(model_config_cls: type[ModelConfig]) -> type[RunConfig]:
     if model_config_cls is ModelConfig:
         return RunConfig
 
-    @dataclass
-    class PackageRunConfig(RunConfig):
-        model: model_config_cls = field(default_factory=model_config_cls)  # type: ignore[valid-type]
-
-    PackageRunConfig.__name__ = f"RunConfig[{model_config_cls.__name__}]"
-    return PackageRunConfig
+    return dataclasses.make_dataclass(
+        f"RunConfig_{model_config_cls.__name__}",
+        [("model", model_config_cls, field(default_factory=model_config_cls))],
+        bases=(RunConfig,),
+    )
 
 
 def find_preset(name: str, preset_dirs: list[Path]) -> Path:

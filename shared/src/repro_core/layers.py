@@ -81,7 +81,19 @@ class SwiGLUMLP(nn.Module):
         self.down_proj = nn.Linear(f, d, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor, state: ForwardState | None = None) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        # One matmul for gate and up (weights concatenated on the fly, names stay HF's): a
+        # single (D -> 2F) GEMM is faster than two (D -> F) ones on CPU.
+        gate, up = fused_linear(x, (self.gate_proj, self.up_proj)).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+def fused_linear(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> torch.Tensor:
+    """``cat([l(x) for l in layers], -1)`` computed as one GEMM."""
+    weight = torch.cat([layer.weight for layer in layers], dim=0)
+    bias = None
+    if layers[0].bias is not None:
+        bias = torch.cat([layer.bias for layer in layers], dim=0)
+    return F.linear(x, weight, bias)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -106,13 +118,21 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        head_dim = config.head_dim
-        per_head = getattr(config, "rope_theta_per_head", None)
-        bases = torch.tensor(per_head if per_head else [config.rope_theta], dtype=torch.float64)
+        self.config = config
+        self.register_buffer("inv_freq", self.compute_inv_freq(), persistent=False)
+
+    def compute_inv_freq(self) -> torch.Tensor:
+        """(H or 1, hd/2) inverse frequencies base^(-2i/hd), computed in fp64."""
+        head_dim = self.config.head_dim
+        per_head = getattr(self.config, "rope_theta_per_head", None)
+        bases = torch.tensor(per_head if per_head else [self.config.rope_theta], dtype=torch.float64)
         exponent = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
-        inv_freq = 1.0 / (bases[:, None] ** exponent[None, :])  # (H or 1, hd/2)
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
-        self.per_head = bool(per_head)
+        return (1.0 / (bases[:, None] ** exponent[None, :])).float()
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """Recompute the table (it is not saved; ``from_pretrained`` creates it empty)."""
+        self.inv_freq.copy_(self.compute_inv_freq().to(self.inv_freq.device))
 
     def forward(
         self, x: torch.Tensor, position_ids: torch.Tensor
@@ -155,9 +175,12 @@ class Attention(nn.Module):
     def project_qkv(self, x, position_embeddings):
         """(B, T, D) -> q (B, H, T, hd), k, v (B, Hkv, T, hd), RoPE applied to q and k."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        qkv = fused_linear(x, (self.q_proj, self.k_proj, self.v_proj))  # (B, T, q + 2 kv)
+        q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
+        q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
+        v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = position_embeddings
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, kv_rotary(cos, self.num_kv_heads), kv_rotary(sin, self.num_kv_heads))
@@ -227,15 +250,24 @@ def build_attention_mask(
 
 
 def init_weights(module: nn.Module, std: float) -> None:
-    """Normal(0, std) for linear and embedding weights, zeros for biases, ones for norms."""
+    """Normal(0, std) for linear and embedding weights, zeros for biases, ones for norms.
+
+    Uses ``transformers.initialization``, whose functions skip tensors already loaded from a
+    checkpoint, so ``from_pretrained`` only initialises what the checkpoint lacks. Modules with
+    non-persistent buffers (RoPE tables) recompute them through ``reset_buffers()``.
+    """
+    from transformers import initialization as init
+
     if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
+        init.normal_(module.weight, mean=0.0, std=std)
         if module.bias is not None:
-            nn.init.zeros_(module.bias)
+            init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
+        init.normal_(module.weight, mean=0.0, std=std)
     elif isinstance(module, RMSNorm):
-        nn.init.ones_(module.weight)
+        init.ones_(module.weight)
+    if hasattr(module, "reset_buffers"):
+        module.reset_buffers()
 
 
 def attention_flops_per_token(num_heads: int, head_dim: int, context_len: int) -> float:
@@ -247,6 +279,7 @@ __all__ = [
     "ForwardState",
     "RMSNorm",
     "SwiGLUMLP",
+    "fused_linear",
     "RotaryEmbedding",
     "Attention",
     "apply_rotary",

@@ -301,10 +301,11 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden).float()
         loss = lm_loss = None
         if labels is not None:
+            # Shift the labels, not the logits: slicing (B, T, V) logits costs a copy forward
+            # and a zero-filled gradient backward.
+            shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
             lm_loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]),
-                labels[:, 1:].reshape(-1),
-                ignore_index=-100,
+                logits.view(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100
             )
             loss = lm_loss
             for value in state.aux_losses.values():
