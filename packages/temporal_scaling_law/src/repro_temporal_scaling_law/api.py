@@ -15,8 +15,8 @@ from .baselines import DEFAULT_BASELINES, Baseline
 from .metrics import mape, prediction_errors
 from .position_laws import get_position_law
 from .run_data import PositionLossRun, load_run
-from .temporal_law import TemporalScalingLaw
 from .temporal_forms import get_temporal_form
+from .temporal_law import TemporalScalingLaw
 
 TSL = "tsl"  # method name of the temporal scaling law in results
 NUM_CURVE_POINTS = 200  # dense log-spaced steps for plotting predicted curves
@@ -24,9 +24,9 @@ NUM_POSITION_CURVES = 3  # held-out checkpoints whose per-position curves are ke
 
 
 def _fit_from_step(run: PositionLossRun, fit_from: float | None) -> int:
-    """First step of the window: the end of warmup (LR peak) by default, else a fraction."""
+    """First step of the window: the end of warmup by default, else a fraction of max_steps."""
     if fit_from is None:
-        return run.lr_schedule.peak_step if run.lr_schedule is not None else 1
+        return max(1, run.lr_schedule.warmup_end) if run.lr_schedule is not None else 1
     if not 0.0 <= fit_from < 1.0:
         raise ValueError(f"fit_from must be a fraction in [0, 1) or None, got {fit_from}")
     return max(1, int(np.ceil(fit_from * run.max_steps)))
@@ -60,13 +60,13 @@ def fit_run(
     min_r2: float = 0.5,
     index_offset: int = 1,
     first_position: int = 0,
-    joint_refine: bool = False,
+    joint_refine: bool = True,
     max_steps: int | None = None,
 ) -> dict:
     """Fit on the window ``[fit_from, fit_until]`` (fractions of ``train.max_steps``), predict after.
 
     run: a run directory (see :mod:`.run_data`) or a loaded :class:`PositionLossRun`.
-    fit_from: ``None`` starts the window at the end of warmup (the LR peak).
+    fit_from: ``None`` starts the window at the end of warmup (``train.warmup_steps``).
     Returns a JSON-ready dict: settings, per-checkpoint measured loss and window masks, stage-1
     position fits, the temporal coefficients, and for each method (``"tsl"`` and every baseline)
     its predicted overall loss at the logged checkpoints, at ``max_steps`` and its held-out errors
@@ -91,7 +91,9 @@ def fit_run(
             "fit_until or set fit_from=0"
         )
 
-    tsl = TemporalScalingLaw(law, dict(forms or {}), min_r2, index_offset, first_position, joint_refine)
+    tsl = TemporalScalingLaw(
+        law, dict(forms or {}), min_r2, index_offset, first_position, joint_refine
+    )
     tsl.fit(progress, loss, in_window)
     final_progress = run.progress([run.max_steps])
     dense_steps = _dense_steps(run)

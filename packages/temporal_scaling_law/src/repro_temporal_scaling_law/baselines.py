@@ -35,7 +35,14 @@ BASELINE_FORMS: dict[str, str | None] = {
     "last_value": None,
 }
 
-DEFAULT_BASELINES = ("power_law", "log_law", "exponential", "reciprocal", "lr_annealing", "last_value")
+DEFAULT_BASELINES = (
+    "power_law",
+    "log_law",
+    "exponential",
+    "reciprocal",
+    "lr_annealing",
+    "last_value",
+)
 
 
 @dataclass
@@ -46,14 +53,24 @@ class Baseline:
 
     def __post_init__(self):
         if self.name not in BASELINE_FORMS:
-            raise ValueError(f"unknown baseline {self.name!r}; choose from {sorted(BASELINE_FORMS)}")
-        self.form = None if BASELINE_FORMS[self.name] is None else get_temporal_form(BASELINE_FORMS[self.name])
+            raise ValueError(
+                f"unknown baseline {self.name!r}; choose from {sorted(BASELINE_FORMS)}"
+            )
+        self.form = (
+            None
+            if BASELINE_FORMS[self.name] is None
+            else get_temporal_form(BASELINE_FORMS[self.name])
+        )
         self.params: np.ndarray | None = None
         self.r2 = float("nan")
 
     @property
     def equation(self) -> str:
-        return "L = loss at the last window checkpoint" if self.form is None else f"L = {self.form.equation}"
+        return (
+            "L = loss at the last window checkpoint"
+            if self.form is None
+            else f"L = {self.form.equation}"
+        )
 
     @property
     def needs_lr_schedule(self) -> bool:

@@ -45,16 +45,68 @@ def _parse_forms(pairs: list[str]) -> dict[str, str]:
 
 
 def _common_arguments(parser: argparse.ArgumentParser, defaults: dict) -> None:
-    parser.add_argument("--fit-until", type=float, default=defaults["fit_until"], help="end of the fitting window, fraction of train.max_steps (default %(default)s)")
-    parser.add_argument("--fit-from", type=float, default=defaults["fit_from"], help="start of the window, fraction of max_steps (default: end of warmup)")
-    parser.add_argument("--law", default=defaults["law"], choices=sorted(POSITION_LAWS), help="per-position law (default %(default)s)")
-    parser.add_argument("--form", action="append", default=[], metavar="PARAM=FORM", help=f"temporal form of a law parameter, repeatable; forms: {', '.join(sorted(TEMPORAL_FORMS))}")
-    parser.add_argument("--baselines", nargs="*", default=defaults["baselines"], choices=sorted(BASELINE_FORMS), help="aggregate-loss baselines (default: all)")
-    parser.add_argument("--min-r2", type=float, default=defaults["min_r2"], help="stage-1 R^2 needed to use a checkpoint (default %(default)s)")
-    parser.add_argument("--index-offset", type=int, default=defaults["index_offset"], help="law index i = position + offset (default %(default)s)")
-    parser.add_argument("--first-position", type=int, default=defaults["first_position"], help="leave positions below this out of the fits (default %(default)s)")
-    parser.add_argument("--joint-refine", action=argparse.BooleanOptionalAction, default=defaults["joint_refine"], help="refine all temporal coefficients on the per-position losses")
-    parser.add_argument("--max-steps", type=int, default=None, help="planned steps, if config.yaml lacks train.max_steps")
+    parser.add_argument(
+        "--fit-until",
+        type=float,
+        default=defaults["fit_until"],
+        help="end of the fitting window, fraction of train.max_steps (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fit-from",
+        type=float,
+        default=defaults["fit_from"],
+        help="start of the window, fraction of max_steps (default: end of warmup)",
+    )
+    parser.add_argument(
+        "--law",
+        default=defaults["law"],
+        choices=sorted(POSITION_LAWS),
+        help="per-position law (default %(default)s)",
+    )
+    parser.add_argument(
+        "--form",
+        action="append",
+        default=[],
+        metavar="PARAM=FORM",
+        help=f"temporal form of a law parameter, repeatable; forms: {', '.join(sorted(TEMPORAL_FORMS))}",
+    )
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        default=defaults["baselines"],
+        choices=sorted(BASELINE_FORMS),
+        help="aggregate-loss baselines (default: all)",
+    )
+    parser.add_argument(
+        "--min-r2",
+        type=float,
+        default=defaults["min_r2"],
+        help="stage-1 R^2 needed to use a checkpoint (default %(default)s)",
+    )
+    parser.add_argument(
+        "--index-offset",
+        type=int,
+        default=defaults["index_offset"],
+        help="law index i = position + offset (default %(default)s)",
+    )
+    parser.add_argument(
+        "--first-position",
+        type=int,
+        default=defaults["first_position"],
+        help="leave positions below this out of the fits (default %(default)s)",
+    )
+    parser.add_argument(
+        "--joint-refine",
+        action=argparse.BooleanOptionalAction,
+        default=defaults["joint_refine"],
+        help="refine all temporal coefficients on the per-position losses",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="planned steps, if config.yaml lacks train.max_steps",
+    )
 
 
 def _fit_kwargs(args: argparse.Namespace, defaults: dict) -> dict:
@@ -78,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     from .run_data import RunFormatError
 
     defaults = default_settings()
-    parser = argparse.ArgumentParser(prog="repro-tsl-fit", description="Fit the temporal scaling law on the early part of a run and predict the rest.")
-    parser.add_argument("--run", required=True, help="run directory with position_loss.npz and config.yaml")
+    parser = argparse.ArgumentParser(
+        prog="repro-tsl-fit",
+        description="Fit the temporal scaling law on the early part of a run and predict the rest.",
+    )
+    parser.add_argument(
+        "--run", required=True, help="run directory with position_loss.npz and config.yaml"
+    )
     parser.add_argument("--out", default=None, help="output directory (default RUN/tsl)")
     _common_arguments(parser, defaults)
     args = parser.parse_args(argv)
@@ -89,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repro-tsl-fit: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(args.run) / "tsl"
-    print(format_fit_summary(result))
-    json_path = write_json_atomic(result, out / FIT_FILE)
+    json_path = write_json_atomic(
+        result, out / FIT_FILE
+    )  # files first: a closed stdout loses nothing
     plot_path = plot_fit(result, out / FIT_PLOT)
+    print(format_fit_summary(result))
     print(f"wrote {json_path} and {plot_path}")
     return 0
 
@@ -103,7 +162,10 @@ def rank_main(argv: list[str] | None = None) -> int:
     from .run_data import RunFormatError
 
     defaults = default_settings()
-    parser = argparse.ArgumentParser(prog="repro-tsl-rank", description="Rank runs (e.g. data mixtures) by the loss predicted from their early window.")
+    parser = argparse.ArgumentParser(
+        prog="repro-tsl-rank",
+        description="Rank runs (e.g. data mixtures) by the loss predicted from their early window.",
+    )
     parser.add_argument("--runs", nargs="+", required=True, help="complete run directories")
     parser.add_argument("--out", required=True, help="output directory")
     _common_arguments(parser, defaults)
@@ -114,9 +176,11 @@ def rank_main(argv: list[str] | None = None) -> int:
         print(f"repro-tsl-rank: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    print(format_ranking_summary(ranking))
-    json_path = write_json_atomic(ranking, out / RANK_FILE)
+    json_path = write_json_atomic(
+        ranking, out / RANK_FILE
+    )  # files first: a closed stdout loses nothing
     plot_path = plot_ranking(ranking, out / RANK_PLOT)
+    print(format_ranking_summary(ranking))
     print(f"wrote {json_path} and {plot_path}")
     return 0
 

@@ -116,7 +116,9 @@ def get_position_law(name: str) -> PositionLaw:
 def position_index(num_positions: int, index_offset: int = 1) -> np.ndarray:
     """The law's index ``i`` (T,) for 0-based positions ``0..T-1``."""
     if index_offset < 1:
-        raise ValueError(f"index_offset must be >= 1 (the laws diverge at i <= 0), got {index_offset}")
+        raise ValueError(
+            f"index_offset must be >= 1 (the laws diverge at i <= 0), got {index_offset}"
+        )
     return np.arange(num_positions, dtype=float) + index_offset
 
 

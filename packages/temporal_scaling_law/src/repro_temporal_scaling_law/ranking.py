@@ -43,7 +43,9 @@ def rank_runs(run_dirs: Sequence[str | os.PathLike], fit_until: float = 0.2, **f
                 "run_dir": fit["run_dir"],
                 "final_step": checkpoints["steps"][-1],
                 "measured_final_loss": checkpoints["measured_loss"][-1],
-                "predicted_final_loss": {m: fit["methods"][m]["predicted_loss"][-1] for m in methods},
+                "predicted_final_loss": {
+                    m: fit["methods"][m]["predicted_loss"][-1] for m in methods
+                },
             }
         )
     measured = np.array([run["measured_final_loss"] for run in runs])

@@ -83,7 +83,12 @@ def plot_fit(result: dict, path: str | Path) -> Path:
         heldout = result["methods"][name]["heldout"]
         label = name if heldout is None else f"{name} (MAPE {heldout['mape']:.2f}%)"
         style = {"linewidth": 2.2, "color": "C3"} if name == TSL else {"linewidth": 1.0}
-        overall.plot(curves["steps"], [v if v is not None else float("nan") for v in values], label=label, **style)
+        overall.plot(
+            curves["steps"],
+            [v if v is not None else float("nan") for v in values],
+            label=label,
+            **style,
+        )
     overall.axvline(settings["fit_until_step"], color="grey", linestyle="--", linewidth=1)
     overall.set_xscale("log")
     finite = [m for m in measured if m is not None]
@@ -97,8 +102,22 @@ def plot_fit(result: dict, path: str | Path) -> Path:
     position_curves = result["position_curves"]
     for k, step in enumerate(position_curves["steps"]):
         index = range(1, len(position_curves["measured"][k]) + 1)
-        positions.plot(index, position_curves["measured"][k], color=f"C{k}", linewidth=0.8, alpha=0.7, label=f"measured, step {step}")
-        positions.plot(index, position_curves["predicted"][k], color=f"C{k}", linestyle="--", linewidth=1.6, label=f"TSL predicted, step {step}")
+        positions.plot(
+            index,
+            position_curves["measured"][k],
+            color=f"C{k}",
+            linewidth=0.8,
+            alpha=0.7,
+            label=f"measured, step {step}",
+        )
+        positions.plot(
+            index,
+            position_curves["predicted"][k],
+            color=f"C{k}",
+            linestyle="--",
+            linewidth=1.6,
+            label=f"TSL predicted, step {step}",
+        )
     positions.set_xscale("log")
     positions.set_xlabel("token position (1-based)")
     positions.set_ylabel("validation loss")
@@ -128,7 +147,11 @@ def plot_ranking(ranking: dict, path: str | Path) -> Path:
 
 
 def _number(value, spec: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and not math.isfinite(value))
+        else format(value, spec)
+    )
 
 
 def format_fit_summary(result: dict) -> str:
@@ -157,7 +180,9 @@ def format_fit_summary(result: dict) -> str:
 def format_ranking_summary(ranking: dict) -> str:
     """A plain-text table: one row per method with its rank correlation and regret."""
     lines = [f"{len(ranking['runs'])} runs, best measured: {ranking['best_run_measured']}"]
-    lines.append(f"{'method':<14} {'spearman':>9} {'kendall':>8} {'top1':>5} {'regret':>8} {'MAPE %':>8}")
+    lines.append(
+        f"{'method':<14} {'spearman':>9} {'kendall':>8} {'top1':>5} {'regret':>8} {'MAPE %':>8}"
+    )
     for name, score in ranking["methods"].items():
         top1 = "-" if score["top1_hit"] is None else ("yes" if score["top1_hit"] else "no")
         lines.append(

@@ -89,7 +89,9 @@ def _read_config(run_dir: Path, max_steps: int | None) -> tuple[dict, int]:
         except yaml.YAMLError as error:
             raise _fail(run_dir, f"{CONFIG_FILE} is not valid YAML: {error}") from error
         if not isinstance(config, dict):
-            raise _fail(run_dir, f"{CONFIG_FILE} must hold a mapping, found {type(config).__name__}")
+            raise _fail(
+                run_dir, f"{CONFIG_FILE} must hold a mapping, found {type(config).__name__}"
+            )
     if max_steps is None:
         if not path.is_file():
             raise _fail(
@@ -132,7 +134,9 @@ def _read_position_loss(run_dir: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as error:
-        raise _fail(run_dir, f"{POSITION_LOSS_FILE} is not a readable .npz file: {error}") from error
+        raise _fail(
+            run_dir, f"{POSITION_LOSS_FILE} is not a readable .npz file: {error}"
+        ) from error
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
     if missing:
         raise _fail(
@@ -146,7 +150,9 @@ def _read_position_loss(run_dir: Path) -> dict[str, np.ndarray]:
 def _validate(run_dir: Path, arrays: dict[str, np.ndarray], max_steps: int) -> None:
     loss = arrays["loss"]
     if loss.ndim != 2 or loss.shape[0] < 1 or loss.shape[1] < 3:
-        raise _fail(run_dir, f"'loss' must be (steps, positions) with >= 3 positions, got {loss.shape}")
+        raise _fail(
+            run_dir, f"'loss' must be (steps, positions) with >= 3 positions, got {loss.shape}"
+        )
     num_steps = loss.shape[0]
     for name in ("steps", "tokens_seen", "lr"):
         if arrays[name].shape != (num_steps,):
@@ -161,7 +167,9 @@ def _validate(run_dir: Path, arrays: dict[str, np.ndarray], max_steps: int) -> N
     if np.any(steps < 0) or np.any(np.diff(steps) <= 0):
         raise _fail(run_dir, "'steps' must be non-negative and strictly increasing")
     if steps[-1] > max_steps:
-        raise _fail(run_dir, f"'steps' reaches {int(steps[-1])}, beyond train.max_steps={max_steps}")
+        raise _fail(
+            run_dir, f"'steps' reaches {int(steps[-1])}, beyond train.max_steps={max_steps}"
+        )
     if not np.all(np.isfinite(arrays["lr"])):
         raise _fail(run_dir, "'lr' has non-finite values")
 
@@ -173,7 +181,9 @@ def _choose_schedule(
     steps, lrs = points
     from_config = schedule_from_config(config, max_steps)
     if from_config is not None:
-        from_config = LRSchedule(from_config.lr, annealing_decay, from_config.source)
+        from_config = LRSchedule(
+            from_config.lr, annealing_decay, from_config.source, from_config.warmup_steps
+        )
         idx = np.clip(steps.astype(int), 0, max_steps)
         mismatch = np.max(np.abs(from_config.lr[idx] - lrs)) / max(from_config.lr.max(), 1e-30)
         if mismatch <= 0.02:

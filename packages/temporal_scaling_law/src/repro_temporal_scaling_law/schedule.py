@@ -10,20 +10,23 @@ LR features, all computed from the per-step LR ``eta_k`` of the *planned* schedu
 the run known before training, not a measurement):
 
 * ``lr_norm = eta(s) / eta_peak``
-* ``cosine``: the piecewise-cosine shape of a warmup + cosine schedule, 1 up to the LR peak
-  ``s_w`` (end of warmup), then ``(1 + cos(pi (s - s_w) / (max_steps - s_w))) / 2`` (spec A.3 2)
+* ``cosine``: the piecewise-cosine shape of a warmup + cosine schedule, 1 up to the end of warmup
+  ``s_w``, then ``(1 + cos(pi (s - s_w) / (max_steps - s_w))) / 2`` (spec A.3 2)
 * ``lr_area`` S1 = ``sum_{k<=s} eta_k`` and ``annealing_area`` S2 = ``sum_{k<=s} m_k`` with
   ``m_k = lambda m_{k-1} + (eta_{k-1} - eta_k)``, both divided by ``eta_peak * max_steps``
   (the LR-annealing law, Tissue et al. 2024, arXiv 2408.11029; [R] for the S2 recursion). S2 starts
-  at the LR peak so that the warmup does not count as negative annealing [I].
+  at the end of warmup so that the warmup does not count as negative annealing [I].
+
+``s_w`` is ``train.warmup_steps`` when the schedule comes from the config, else the first step at
+the peak LR. ``eta_k`` is the LR the trainer logs at step k (after k optimizer steps).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
-from scipy.signal import lfilter
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class LRSchedule:
     lr: np.ndarray
     annealing_decay: float = 0.999
     source: str = ""
+    warmup_steps: int | None = None
 
     def __post_init__(self):
         if self.lr.ndim != 1 or len(self.lr) < 2 or not np.all(np.isfinite(self.lr)):
@@ -71,13 +75,16 @@ class LRSchedule:
 
     @property
     def peak_step(self) -> int:
-        """End of warmup: the first step at the maximum LR."""
+        """The first step at the maximum LR."""
         return int(np.argmax(self.lr))
 
+    @property
+    def warmup_end(self) -> int:
+        """``s_w``: ``warmup_steps`` when known, else the LR peak."""
+        return self.peak_step if self.warmup_steps is None else self.warmup_steps
+
     @classmethod
-    def from_points(
-        cls, steps, lrs, max_steps: int, annealing_decay: float = 0.999
-    ) -> LRSchedule:
+    def from_points(cls, steps, lrs, max_steps: int, annealing_decay: float = 0.999) -> LRSchedule:
         """Linear interpolation of logged ``(step, lr)`` points onto every step 0..max_steps.
 
         The points must reach the end of training (the last point at >= 99% of max_steps; the LR
@@ -107,26 +114,38 @@ class LRSchedule:
         min_lr: float = 0.0,
         annealing_decay: float = 0.999,
     ) -> LRSchedule:
-        """Linear warmup from 0 to ``peak_lr`` over ``warmup_steps``, cosine decay to ``min_lr``."""
+        """The core trainer's schedule (``repro_core.train.lr_multiplier``) as logged at step k:
+        ``peak_lr * (k + 1) / warmup_steps`` while ``k < warmup_steps``, then cosine to ``min_lr``
+        at ``max_steps``. Written out here so that fitting does not import torch."""
         k = np.arange(max_steps + 1, dtype=float)
-        warm = peak_lr * k / max(warmup_steps, 1)
+        warm = peak_lr * (k + 1) / max(warmup_steps, 1)
         phase = np.clip((k - warmup_steps) / max(max_steps - warmup_steps, 1), 0.0, 1.0)
         cosine = min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + np.cos(np.pi * phase))
         lr = np.where(k < warmup_steps, warm, cosine)
-        return cls(lr, annealing_decay, source="warmup + cosine from config")
+        return cls(lr, annealing_decay, "warmup + cosine from config", warmup_steps)
+
+    @cached_property
+    def _areas(self) -> tuple[np.ndarray, np.ndarray]:
+        """S1 and S2 at every step (max_steps + 1,), unnormalised."""
+        lr_area = np.cumsum(self.lr) - self.lr[0]  # S1(s) = sum_{k=1..s} eta_k
+        start = self.warmup_end
+        drop = np.zeros_like(self.lr)
+        drop[start + 1 :] = self.lr[start:-1] - self.lr[start + 1 :]  # eta_{k-1} - eta_k after s_w
+        momentum = np.empty_like(drop)
+        m = 0.0
+        for k, d in enumerate(drop.tolist()):  # m_k = lambda m_{k-1} + drop_k; ~0.1 s per 1e6 steps
+            m = self.annealing_decay * m + d
+            momentum[k] = m
+        return lr_area, np.cumsum(momentum)
 
     def progress(self, steps) -> Progress:
         """Progress features at ``steps`` (M,), integers in 0..max_steps."""
         steps = np.asarray(steps)
         idx = np.clip(np.round(steps).astype(int), 0, self.max_steps)
-        peak_lr, peak = float(self.lr.max()), self.peak_step
+        peak_lr, start = float(self.lr.max()), self.warmup_end
         scale = peak_lr * self.max_steps
-        phase = np.clip((idx - peak) / max(self.max_steps - peak, 1), 0.0, 1.0)
-        lr_area = np.cumsum(self.lr) - self.lr[0]  # S1(s) = sum_{k=1..s} eta_k
-        drop = np.zeros_like(self.lr)
-        drop[peak + 1 :] = self.lr[peak:-1] - self.lr[peak + 1 :]  # eta_{k-1} - eta_k after peak
-        momentum = lfilter([1.0], [1.0, -self.annealing_decay], drop)  # m_k = lambda m_{k-1} + drop_k
-        annealing_area = np.cumsum(momentum)
+        phase = np.clip((idx - start) / max(self.max_steps - start, 1), 0.0, 1.0)
+        lr_area, annealing_area = self._areas
         return Progress(
             steps=steps,
             x=steps / self.max_steps,
@@ -147,9 +166,9 @@ def progress_without_schedule(steps, max_steps: int) -> Progress:
 def schedule_from_config(config: dict, max_steps: int) -> LRSchedule | None:
     """A warmup + cosine schedule from a resolved run config, or None if the keys are absent.
 
-    Reads ``train.lr`` (peak), ``train.warmup_steps`` and ``train.min_lr`` or
-    ``train.min_lr_ratio``; only ``train.lr_schedule`` / ``train.scheduler`` equal to "cosine"
-    (or absent) is understood.
+    Reads the core's ``train.lr`` (peak), ``train.warmup_steps`` and ``train.min_lr_ratio`` (or an
+    absolute ``train.min_lr``). A ``train.lr_schedule`` / ``train.scheduler`` key other than
+    "cosine" means another schedule: None, and the logged LR values are used instead.
     """
     train = config.get("train") or {}
     kind = str(train.get("lr_schedule", train.get("scheduler", "cosine"))).lower()
