@@ -51,32 +51,30 @@ def plot_fit(result: dict, path: str | Path) -> Path:
     figure, (overall, positions) = plt.subplots(1, 2, figsize=(13, 5))
     steps, measured = checkpoints["steps"], checkpoints["measured_loss"]
     in_window, used = checkpoints["in_fit_window"], checkpoints["used_for_fit"]
-    overall.scatter(
-        [s for s, w in zip(steps, in_window) if w],
-        [m for m, w in zip(measured, in_window) if w],
-        color="black",
-        s=18,
-        label="measured (fit window)",
-        zorder=3,
-    )
-    overall.scatter(
-        [s for s, w in zip(steps, in_window) if not w],
-        [m for m, w in zip(measured, in_window) if not w],
-        facecolors="none",
-        edgecolors="black",
-        s=18,
-        label="measured (held out)",
-        zorder=3,
-    )
-    overall.scatter(
-        [s for s, u in zip(steps, used) if not u and s <= settings["fit_until_step"]],
-        [m for m, u, s in zip(measured, used, steps) if not u and s <= settings["fit_until_step"]],
-        marker="x",
-        color="grey",
-        s=18,
-        label="not used by TSL",
-        zorder=3,
-    )
+    held_out = checkpoints["held_out"]
+    groups = [  # (label, mask, marker style)
+        (
+            "before the window",
+            [not w and not h for w, h in zip(in_window, held_out)],
+            {"color": "grey", "s": 10},
+        ),
+        ("fit window", in_window, {"color": "black", "s": 18}),
+        (
+            "fit window, R^2 < min_r2: not used by TSL",
+            [w and not u for w, u in zip(in_window, used)],
+            {"color": "grey", "marker": "x", "s": 30},
+        ),
+        ("held out", held_out, {"facecolors": "none", "edgecolors": "black", "s": 18}),
+    ]
+    for label, mask, style in groups:
+        if any(mask):
+            overall.scatter(
+                [s for s, keep in zip(steps, mask) if keep],
+                [m for m, keep in zip(measured, mask) if keep],
+                label=f"measured ({label})",
+                zorder=3,
+                **style,
+            )
     for name, values in curves.items():
         if name == "steps":
             continue
