@@ -53,7 +53,7 @@ class ForwardState:
 
 
 class RMSNorm(nn.Module):
-    """y = x / sqrt(mean(x^2) + eps) * weight, computed in fp32 (as HF Llama)."""
+    """y = x / sqrt(mean(x^2) + eps) * weight, computed in at least fp32 (as HF Llama)."""
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         super().__init__()
@@ -62,9 +62,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
-        return self.weight * x32.to(dtype)
+        # at least fp32 (fp64 stays fp64, so equations can be checked in fp64)
+        xf = x.to(torch.promote_types(dtype, torch.float32))
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return self.weight * xf.to(dtype)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.variance_epsilon}"
@@ -254,7 +255,8 @@ def init_weights(module: nn.Module, std: float) -> None:
 
     Uses ``transformers.initialization``, whose functions skip tensors already loaded from a
     checkpoint, so ``from_pretrained`` only initialises what the checkpoint lacks. Modules with
-    non-persistent buffers (RoPE tables) recompute them through ``reset_buffers()``.
+    non-persistent buffers (RoPE tables) recompute them through ``reset_buffers()``; modules
+    holding raw ``nn.Parameter`` tensors initialise them in ``init_parameters(std)``.
     """
     from transformers import initialization as init
 
@@ -268,6 +270,8 @@ def init_weights(module: nn.Module, std: float) -> None:
         init.ones_(module.weight)
     if hasattr(module, "reset_buffers"):
         module.reset_buffers()
+    if hasattr(module, "init_parameters"):  # modules with raw nn.Parameters (stacked experts)
+        module.init_parameters(std)
 
 
 def attention_flops_per_token(num_heads: int, head_dim: int, context_len: int) -> float:

@@ -171,6 +171,9 @@ class DecoderLayer(nn.Module):
         x = x + self.self_attn(
             self.input_layernorm(x), position_embeddings, attention_mask, cache, state
         )
+        # The MLP sees the normalised input; the residual stream is available to MLPs that
+        # stack several residual sub-layers of their own (Finedeep, CartesianMoE).
+        state.shared["residual"] = x
         return x + self.mlp(self.post_attention_layernorm(x), state)
 
 

@@ -1,0 +1,204 @@
+"""Performance suite: every case is a candidate against the obvious alternative, timed in one
+process with the two interleaved, so a noisy machine moves both and the ratio stays honest.
+
+``repro-perf`` (``make perf``) runs the core's cases and every case a package registers, and
+writes ``benchmarks/results/perf.md`` + ``perf.json``.
+
+Registering a case (no import of this package needed): in the package's ``pyproject.toml``::
+
+    [project.entry-points."repro.perf"]
+    finedeep = "repro_finedeep.bench:perf_cases"
+
+where ``perf_cases(quick: bool) -> list[dict]`` returns cases of the form::
+
+    {"name": "finedeep layer fwd+bwd", "unit": "tokens", "work": tokens_per_call,
+     "flops": flops_per_call or None,              # for the fraction of the measured matmul peak
+     "candidate": ("Finedeep (M=2,K=4)", fn),      # fn() runs one call
+     "baseline": ("dense SwiGLU FFN", fn)}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def time_interleaved(fns: list[Callable[[], object]], repeats: int, warmup: int = 2) -> list[list[float]]:
+    """Seconds per call of each function, alternating them ``repeats`` times after warmup."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - start)
+    return times
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 GEMM throughput (GFLOP/s) of this machine: the MFU denominator on CPU."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    (seconds,) = time_interleaved([lambda: a @ b], repeats)
+    return 2 * size**3 / min(seconds) / 1e9
+
+
+def run_case(case: dict, repeats: int, peak_gflops: float) -> dict:
+    (cand_label, cand), (base_label, base) = case["candidate"], case["baseline"]
+    t_cand, t_base = time_interleaved([cand, base], repeats)
+    work = case["work"]
+    rate_c = [work / t for t in t_cand]
+    rate_b = [work / t for t in t_base]
+    ratios = [c / b for c, b in zip(rate_c, rate_b)]
+    out = {
+        "name": case["name"],
+        "unit": f"{case.get('unit', 'items')}/s",
+        "candidate": cand_label,
+        "baseline": base_label,
+        "candidate_median": statistics.median(rate_c),
+        "baseline_median": statistics.median(rate_b),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "repeats": repeats,
+    }
+    flops = case.get("flops")
+    if flops:
+        cand_flops = case.get("candidate_flops", flops)
+        base_flops = case.get("baseline_flops", flops)
+        out["candidate_peak_fraction"] = cand_flops / statistics.median(t_cand) / 1e9 / peak_gflops
+        out["baseline_peak_fraction"] = base_flops / statistics.median(t_base) / 1e9 / peak_gflops
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The core's case: a training step of DecoderLM against HF LlamaForCausalLM
+
+
+def core_cases(quick: bool = False) -> list[dict]:
+    """Training step (forward + backward + AdamW) of DecoderLM vs LlamaForCausalLM, same weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from repro_core import DecoderLM, flops_per_token
+    from repro_core.modeling import decoder_config_from_llama
+
+    shape = dict(vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                 num_attention_heads=4, max_position_embeddings=256)
+    if quick:
+        shape.update(hidden_size=64, intermediate_size=176, num_hidden_layers=2, vocab_size=512)
+    batch, seq = (2, 64) if quick else (8, 256)
+    torch.manual_seed(0)
+    llama_cfg = LlamaConfig(**shape)
+    llama_cfg._attn_implementation = "sdpa"
+    hf = LlamaForCausalLM(llama_cfg)
+    ours = DecoderLM(decoder_config_from_llama(llama_cfg))
+    ours.load_state_dict(hf.state_dict())
+    x = torch.randint(0, shape["vocab_size"], (batch, seq))
+
+    def step_fn(model):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+        def step():
+            loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+
+    params = sum(p.numel() for p in ours.parameters())
+    tokens = batch * seq
+    return [{
+        "name": f"training step, {params / 1e6:.1f}M-param decoder, batch {batch}x{seq}",
+        "unit": "tokens",
+        "work": tokens,
+        "flops": flops_per_token(ours, seq)["train"] * tokens,
+        "candidate": ("repro_core.DecoderLM", step_fn(ours)),
+        "baseline": ("transformers.LlamaForCausalLM (sdpa)", step_fn(hf)),
+    }]
+
+
+def registered_cases(quick: bool, only: set[str] | None) -> list[tuple[str, Callable]]:
+    found = [("core", core_cases)]
+    for ep in entry_points(group="repro.perf"):
+        found.append((ep.name, ep.load()))
+    return [(name, fn) for name, fn in found if not only or name in only]
+
+
+def to_markdown(report: dict) -> str:
+    lines = [
+        f"# Performance ({report['date']})",
+        "",
+        f"Hardware: {report['hardware']}. Measured fp32 matmul peak: {report['peak_gflops']:.1f} GFLOP/s "
+        f"({report['threads']} threads). Each case alternates candidate and baseline {report['repeats']} times "
+        "in one process; rates are medians, the ratio range is min..max over repeats.",
+        "",
+        "| case | candidate | baseline | candidate rate | baseline rate | ratio (median, range) | peak fraction (cand / base) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["cases"]:
+        frac = (f"{r['candidate_peak_fraction']:.1%} / {r['baseline_peak_fraction']:.1%}"
+                if "candidate_peak_fraction" in r else "")
+        lines.append(
+            f"| {r['name']} | {r['candidate']} | {r['baseline']} | {r['candidate_median']:,.0f} {r['unit']} | "
+            f"{r['baseline_median']:,.0f} {r['unit']} | **{r['ratio_median']:.2f}x** "
+            f"({r['ratio_min']:.2f}..{r['ratio_max']:.2f}) | {frac} |"
+        )
+    lines.append("")
+    lines.append(f"Command: `{report['command']}`")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="repro-perf", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--only", default=None, help="comma-separated case groups (core, finedeep, ...)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    p.add_argument("--out", default=str(RESULTS), help="folder for perf.md and perf.json")
+    args = p.parse_args(argv)
+    peak = matmul_peak_gflops(512 if args.quick else 2048)
+    report = {
+        "date": date.today().isoformat(),
+        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, "
+                    + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"),
+        "threads": torch.get_num_threads(),
+        "peak_gflops": peak,
+        "repeats": args.repeats,
+        "command": "repro-perf " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cases": [],
+    }
+    only = set(args.only.split(",")) if args.only else None
+    for group, make_cases in registered_cases(args.quick, only):
+        for case in make_cases(args.quick):
+            result = run_case(case, args.repeats, peak)
+            result["group"] = group
+            report["cases"].append(result)
+            print(f"[perf] {group}: {result['name']}: {result['candidate']} {result['candidate_median']:,.0f} "
+                  f"vs {result['baseline']} {result['baseline_median']:,.0f} {result['unit']} "
+                  f"-> {result['ratio_median']:.2f}x", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("perf.json", json.dumps(report, indent=1)), ("perf.md", to_markdown(report))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+    print(f"[perf] wrote {out / 'perf.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
