@@ -52,7 +52,8 @@ def test_a_few_steps_lower_the_loss_and_write_a_run_dir(tmp_path):
 
 
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    overrides = ("train.max_steps=12", "train.save_every=4", "train.eval_every=0", "train.keep_checkpoints=3")
+    overrides = ("train.max_steps=12", "train.save_every=4", "train.eval_every=0", "train.keep_checkpoints=3",
+                 "train.position_loss_points=6", "train.eval_batches=1")
     Trainer(debug_cfg(*overrides), tmp_path / "full").train()
     reference = load_file(tmp_path / "full" / "final" / "model.safetensors")
 
@@ -64,6 +65,10 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     assert reference.keys() == resumed.keys()
     for key in reference:
         assert torch.equal(reference[key], resumed[key]), key
+    # the per-position log keeps the points measured before the interruption
+    full, cut = np.load(tmp_path / "full" / "position_loss.npz"), np.load(tmp_path / "cut" / "position_loss.npz")
+    assert full["steps"].tolist() == cut["steps"].tolist()
+    np.testing.assert_array_equal(full["loss"], cut["loss"])
 
 
 def test_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):

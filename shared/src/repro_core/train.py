@@ -484,12 +484,25 @@ class PositionLossLogger:
     def on_step_end(self, trainer: Trainer, step: int) -> None:
         if self.schedule is None:
             self.schedule = set(log_spaced_steps(trainer.cfg.train.max_steps, self.points))
+            self._keep_earlier_points(trainer.run_dir / "position_loss.npz", step)
         if step not in self.schedule:
             return
         with trainer.accelerator.autocast():
             sums, count = position_losses(trainer.model, trainer.val_blocks, trainer.cfg.train.batch_size,
                                           trainer.cfg.train.eval_batches)
         self.records.append((step, trainer.tokens_seen, trainer.scheduler.get_last_lr()[0], sums / count))
+        self._write(trainer)
+
+    def _keep_earlier_points(self, path: Path, step: int) -> None:
+        """After ``--resume``, keep the points measured before the checkpoint."""
+        if not path.is_file():
+            return
+        with np.load(path) as old:
+            for i, s in enumerate(old["steps"]):
+                if s < step:
+                    self.records.append((int(s), int(old["tokens_seen"][i]), float(old["lr"][i]), old["loss"][i]))
+
+    def _write(self, trainer: Trainer) -> None:
         if trainer.accelerator.is_main_process:
             path = trainer.run_dir / "position_loss.npz"
             tmp = trainer.run_dir / ".position_loss.tmp.npz"
