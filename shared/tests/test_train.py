@@ -120,3 +120,19 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path, capsys):
     GradientState._reset_state()
     assert core_train.main(args) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_post_training_starts_from_a_base_checkpoint(tmp_path, monkeypatch):
+    """init_from=$REPRO_BASE loads the base weights and its tokenizer (DSMoE/UniAttn/HARPE path)."""
+    Trainer(debug_cfg("train.max_steps=20", "train.eval_every=0"), tmp_path / "base").train()
+    monkeypatch.setenv("REPRO_BASE", str(tmp_path / "base" / "final"))
+    cfg = debug_cfg("train.max_steps=2", "train.eval_every=0", "model.init_from=$REPRO_BASE", "train.lr=1e-9")
+    trainer = Trainer(cfg, tmp_path / "post")
+    base = load_file(tmp_path / "base" / "final" / "model.safetensors")
+    state = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+    assert all(torch.equal(state[k], base[k]) for k in base)
+    assert trainer.tokenizer.get_vocab() == __import__("transformers").AutoTokenizer.from_pretrained(
+        tmp_path / "base" / "final").get_vocab()
+    monkeypatch.setenv("REPRO_BASE", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="make base"):
+        Trainer(cfg, tmp_path / "post2")
