@@ -16,7 +16,9 @@ def test_root_is_a_virtual_workspace_with_every_member():
     assert root["tool"]["uv"]["package"] is False
     assert set(root["tool"]["uv"]["workspace"]["members"]) == {"shared", "packages/*", "benchmarks"}
     lock = (ROOT / "uv.lock").read_text()
-    for member in ["repro-core", "repro-benchmarks"] + [f"repro-{p.name.replace('_', '-')}" for p in PACKAGES]:
+    for member in ["repro-core", "repro-benchmarks"] + [
+        f"repro-{p.name.replace('_', '-')}" for p in PACKAGES
+    ]:
         assert f'name = "{member}"' in lock, f"{member} missing from uv.lock: run `uv lock`"
 
 
@@ -24,7 +26,18 @@ def test_readme_quick_start_is_the_two_make_targets():
     readme = (ROOT / "README.md").read_text()
     assert "make quickstart" in readme and "make test" in readme
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("setup", "quickstart", "test", "lint", "base", "reproduce-%", "reproduce-all", "bench", "perf", "help"):
+    for target in (
+        "setup",
+        "quickstart",
+        "test",
+        "lint",
+        "base",
+        "reproduce-%",
+        "reproduce-all",
+        "bench",
+        "perf",
+        "help",
+    ):
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"Makefile lacks {target}"
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
@@ -35,7 +48,9 @@ def test_package_has_the_required_parts(package):
     meta = tomllib.loads((package / "pyproject.toml").read_text())["project"]
     assert meta["name"] == f"repro-{slug.replace('_', '-')}"
     assert any(d.startswith("repro-core") for d in meta["dependencies"])
-    others = [d for d in meta["dependencies"] if d.startswith("repro-") and not d.startswith("repro-core")]
+    others = [
+        d for d in meta["dependencies"] if d.startswith("repro-") and not d.startswith("repro-core")
+    ]
     assert not others, f"{slug} depends on another paper package: {others}"
     for part in ("README.md", "configs", "tests", f"src/repro_{slug}"):
         assert (package / part).exists(), f"{slug} lacks {part}"
@@ -47,12 +62,24 @@ def test_core_never_imports_a_paper_package():
     for f in core.rglob("*.py"):
         text = f.read_text()
         for slug in slugs:
-            assert f"repro_{slug}" not in text, f"{f} imports repro_{slug}: dependencies run one way"
+            assert f"repro_{slug}" not in text, (
+                f"{f} imports repro_{slug}: dependencies run one way"
+            )
 
 
 def test_no_unsafe_loading_in_the_repository():
-    out = subprocess.run(["git", "grep", "-n", "-E", r"trust_remote_code *= *True|torch\.load\(", "--", "*.py"],
-                         cwd=ROOT, capture_output=True, text=True).stdout
-    unsafe = [line for line in out.splitlines() if "torch.load(" in line and "weights_only=True" not in line
-              or "trust_remote_code" in line and "test_workspace.py" not in line]
+    out = subprocess.run(
+        ["git", "grep", "-n", "-E", r"trust_remote_code *= *True|torch\.load\(", "--", "*.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
+    unsafe = [
+        line
+        for line in out.splitlines()
+        if "torch.load(" in line
+        and "weights_only=True" not in line
+        or "trust_remote_code" in line
+        and "test_workspace.py" not in line
+    ]
     assert not unsafe, unsafe

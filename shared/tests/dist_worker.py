@@ -10,12 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-from safetensors.torch import save_file
-
 import repro_core.train as core_train
+import torch.distributed as dist
 from repro_core.config import load_config, package_preset_dirs
+from safetensors.torch import save_file
 
 
 class StopAt:
@@ -50,7 +48,10 @@ def main():
     (run_dir / f"rank{rank}.json").write_text(json.dumps(info))
     state = trainer.accelerator.get_state_dict(trainer.model)
     if state is not None:
-        save_file({k: v.detach().float().contiguous().cpu() for k, v in state.items()}, run_dir / f"rank{rank}.safetensors")
+        save_file(
+            {k: v.detach().float().contiguous().cpu() for k, v in state.items()},
+            run_dir / f"rank{rank}.safetensors",
+        )
     else:  # not every rank gets a state dict under ZeRO-3
         pass
 

@@ -3,15 +3,16 @@
 from dataclasses import dataclass
 
 import pytest
-
-from repro_core.config import ConfigError, ModelConfig, load_config, package_preset_dirs
 import repro_core.train as core_train
+from repro_core.config import ConfigError, ModelConfig, load_config, package_preset_dirs
 
 PRESETS = package_preset_dirs(core_train.__file__)
 
 
 def test_presets_load_and_overrides_apply():
-    cfg = load_config("tiny", ["train.lr=3e-4", "model.num_hidden_layers=6", "seed=3"], preset_dirs=PRESETS)
+    cfg = load_config(
+        "tiny", ["train.lr=3e-4", "model.num_hidden_layers=6", "seed=3"], preset_dirs=PRESETS
+    )
     assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)
     assert cfg.model.num_hidden_layers == 6 and cfg.seed == 3
     assert cfg.data.corpus == "wikitext-2"
@@ -59,10 +60,14 @@ def test_package_model_config_subclass_adds_fields():
             if self.num_experts < 1:
                 raise ConfigError(f"model.num_experts={self.num_experts} is invalid: allowed >= 1")
 
-    cfg = load_config("debug", ["model.num_experts=8"], model_config_cls=ExpertConfig, preset_dirs=PRESETS)
+    cfg = load_config(
+        "debug", ["model.num_experts=8"], model_config_cls=ExpertConfig, preset_dirs=PRESETS
+    )
     assert cfg.model.num_experts == 8 and cfg.model.hidden_size == 64
     with pytest.raises(ConfigError, match="num_experts=0"):
-        load_config("debug", ["model.num_experts=0"], model_config_cls=ExpertConfig, preset_dirs=PRESETS)
+        load_config(
+            "debug", ["model.num_experts=0"], model_config_cls=ExpertConfig, preset_dirs=PRESETS
+        )
 
 
 def test_yaml_round_trip(tmp_path):

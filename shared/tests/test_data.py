@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from repro_core.data import (
     BlockSampler,
     as_blocks,
@@ -16,7 +15,9 @@ from repro_core.data import (
 )
 
 DATA = Path(os.environ.get("REPRO_DATA_DIR", "/nonexistent"))
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="REPRO_DATA_DIR (../shared/data) is not available")
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason="REPRO_DATA_DIR (../shared/data) is not available"
+)
 
 
 @needs_data
@@ -73,9 +74,13 @@ def test_tokenized_cache_counts_bytes_and_splits_deterministically(small_corpus)
     assert splits["train"].num_bytes + splits["validation"].num_bytes == total_bytes
     n = len(splits["train"].tokens) + len(splits["validation"].tokens)
     assert abs(len(splits["validation"].tokens) - 0.2 * n) <= 1
-    ids = tok(small_corpus.read_text(encoding="utf-8").splitlines(keepends=True), add_special_tokens=False)["input_ids"]
+    ids = tok(
+        small_corpus.read_text(encoding="utf-8").splitlines(keepends=True), add_special_tokens=False
+    )["input_ids"]
     flat = np.concatenate([np.asarray(i) for i in ids])
-    assert np.array_equal(np.concatenate([splits["train"].tokens, splits["validation"].tokens]), flat)
+    assert np.array_equal(
+        np.concatenate([splits["train"].tokens, splits["validation"].tokens]), flat
+    )
     again = tokenize_corpus(corpus, tok, val_fraction=0.2)  # from the memmap cache
     assert isinstance(again["train"].tokens, np.memmap)
     assert np.array_equal(again["train"].tokens, splits["train"].tokens)

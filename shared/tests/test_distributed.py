@@ -20,8 +20,13 @@ HERE = Path(__file__).resolve().parent
 WORKER = HERE / "dist_worker.py"
 ACCEL = HERE.parent / "configs" / "accelerate"
 BIN = Path(sys.executable).parent
-COMMON = ["train.max_steps=6", "train.eval_every=0", "train.batch_size=4", "train.log_every=1",
-          "train.warmup_steps=1"]
+COMMON = [
+    "train.max_steps=6",
+    "train.eval_every=0",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.warmup_steps=1",
+]
 
 pytestmark = pytest.mark.dist
 
@@ -35,7 +40,9 @@ def free_port() -> int:
 def run(cmd, env_extra=None, timeout=600):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    )
     return proc
 
 
@@ -47,12 +54,29 @@ def losses(run_dir: Path) -> list[float]:
 def test_two_process_ddp_equals_one_process_with_doubled_accumulation(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable, WORKER, one, *COMMON, "train.grad_accum=2"])
-    run([BIN / "torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()), WORKER, two,
-         *COMMON, "train.grad_accum=1"], {"ACCELERATE_USE_CPU": "true"})
+    run(
+        [
+            BIN / "torchrun",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            WORKER,
+            two,
+            *COMMON,
+            "train.grad_accum=1",
+        ],
+        {"ACCELERATE_USE_CPU": "true"},
+    )
     for rank in (0, 1):
         info = json.loads((two / f"rank{rank}.json").read_text())
-        assert info == {"accelerate_processes": 2, "world_size": 2, "rank": rank, "backend": "gloo",
-                        "env_world_size": 2}
+        assert info == {
+            "accelerate_processes": 2,
+            "world_size": 2,
+            "rank": rank,
+            "backend": "gloo",
+            "env_world_size": 2,
+        }
     assert json.loads((two / "meta.json").read_text())["world_size"] == 2
     a, b = losses(one), losses(two)
     assert len(a) == len(b) == 6
@@ -65,8 +89,14 @@ def test_two_process_ddp_equals_one_process_with_doubled_accumulation(tmp_path):
 
 
 def test_deepspeed_zero2_two_processes_trains_saves_and_resumes(tmp_path):
-    launch = [BIN / "accelerate", "launch", "--config_file", ACCEL / "deepspeed-zero2.yaml",
-              "--num_processes", "2"]
+    launch = [
+        BIN / "accelerate",
+        "launch",
+        "--config_file",
+        ACCEL / "deepspeed-zero2.yaml",
+        "--num_processes",
+        "2",
+    ]
     settings = [*COMMON, "train.save_every=2", "train.keep_checkpoints=3"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     run([*launch, "--main_process_port", str(free_port()), WORKER, full, *settings])
@@ -75,7 +105,9 @@ def test_deepspeed_zero2_two_processes_trains_saves_and_resumes(tmp_path):
         assert (info["world_size"], info["rank"], info["accelerate_processes"]) == (2, rank, 2)
     assert len(losses(full)) == 6 and losses(full)[-1] < losses(full)[0]
 
-    run([*launch, "--main_process_port", str(free_port()), WORKER, cut, *settings, "--stop-at", "3"])
+    run(
+        [*launch, "--main_process_port", str(free_port()), WORKER, cut, *settings, "--stop-at", "3"]
+    )
     assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["step-0000002"]
     run([*launch, "--main_process_port", str(free_port()), WORKER, cut, *settings, "--resume"])
     assert (cut / "final" / "model.safetensors").is_file()

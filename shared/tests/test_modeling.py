@@ -2,20 +2,31 @@
 
 import pytest
 import torch
-from torch import nn
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
-
-from repro_core import DecoderConfig, DecoderLM, count_parameters, flops_per_token, load_llama_checkpoint
+from repro_core import (
+    DecoderConfig,
+    DecoderLM,
+    count_parameters,
+    flops_per_token,
+    load_llama_checkpoint,
+)
 from repro_core.layers import Attention, RotaryEmbedding, SwiGLUMLP
 from repro_core.modeling import decoder_config_from_llama
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 
 def tiny_llama(num_kv_heads: int, tie: bool = False) -> LlamaForCausalLM:
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=97, hidden_size=64, intermediate_size=112, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=num_kv_heads, max_position_embeddings=128,
-        rms_norm_eps=1e-6, tie_word_embeddings=tie, rope_theta=500.0,
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=112,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=tie,
+        rope_theta=500.0,
     )
     return LlamaForCausalLM(cfg).eval()
 
@@ -24,7 +35,7 @@ def tiny_llama(num_kv_heads: int, tie: bool = False) -> LlamaForCausalLM:
 def test_logits_match_hf_llama(num_kv_heads):
     hf = tiny_llama(num_kv_heads)
     ours = DecoderLM(decoder_config_from_llama(hf.config)).eval()
-    missing, unexpected = ours.load_state_dict(hf.state_dict(), strict=True), None
+    ours.load_state_dict(hf.state_dict(), strict=True)
     x = torch.randint(0, 97, (3, 29), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(ours(x).logits, hf(x).logits, atol=1e-5, rtol=0)
@@ -58,8 +69,16 @@ def test_left_padded_batch_equals_unpadded_rows():
 
 
 def test_incremental_decoding_with_cache_equals_full_forward():
-    model = DecoderLM(DecoderConfig(vocab_size=50, hidden_size=32, intermediate_size=64,
-                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)).eval()
+    model = DecoderLM(
+        DecoderConfig(
+            vocab_size=50,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    ).eval()
     x = torch.randint(0, 50, (2, 16))
     with torch.no_grad():
         full = model(x).logits
@@ -85,8 +104,15 @@ def test_loader_turns_hf_llama_checkpoint_into_decoder(tmp_path):
 
 
 def test_save_pretrained_round_trip_through_automodel(tmp_path):
-    model = DecoderLM(DecoderConfig(vocab_size=40, hidden_size=32, intermediate_size=48,
-                                    num_hidden_layers=2, num_attention_heads=2)).eval()
+    model = DecoderLM(
+        DecoderConfig(
+            vocab_size=40,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        )
+    ).eval()
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()  # no trust_remote_code
@@ -102,14 +128,22 @@ def test_config_rejects_inconsistent_shapes():
     with pytest.raises(ValueError, match="rope_theta_per_head"):
         DecoderConfig(num_attention_heads=4, rope_theta_per_head=[1.0, 2.0])
     with pytest.raises(ValueError, match="share one base"):
-        DecoderConfig(num_attention_heads=4, num_key_value_heads=2, rope_theta_per_head=[1e4, 2e4, 1e4, 1e4])
+        DecoderConfig(
+            num_attention_heads=4, num_key_value_heads=2, rope_theta_per_head=[1e4, 2e4, 1e4, 1e4]
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Extension points: each is exercised by a small subclass, the way a paper package uses it.
 
-SMALL = dict(vocab_size=60, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-             num_attention_heads=4, num_key_value_heads=2)
+SMALL = dict(
+    vocab_size=60,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 
 
 class ScaledMLP(SwiGLUMLP):

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
-
 import repro_core.train as core_train
+import torch
 from repro_core.config import load_config, package_preset_dirs
 from repro_core.train import Trainer, latest_checkpoint, list_checkpoints, verify_checkpoint
+from safetensors.torch import load_file
 
 PRESETS = package_preset_dirs(core_train.__file__)
 
@@ -45,15 +44,27 @@ def test_a_few_steps_lower_the_loss_and_write_a_run_dir(tmp_path):
     losses = [r["lm_loss"] for r in lines if "lm_loss" in r]
     assert losses[-1] < losses[0] - 0.5
     assert results["val_loss"] < np.log(512)  # better than uniform over the vocabulary
-    for name in ("config.yaml", "meta.json", "results.json", "final/model.safetensors", "final/tokenizer.json"):
+    for name in (
+        "config.yaml",
+        "meta.json",
+        "results.json",
+        "final/model.safetensors",
+        "final/tokenizer.json",
+    ):
         assert (tmp_path / name).is_file(), name
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert "torch" in meta["versions"] and meta["world_size"] == 1
 
 
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    overrides = ("train.max_steps=12", "train.save_every=4", "train.eval_every=0", "train.keep_checkpoints=3",
-                 "train.position_loss_points=6", "train.eval_batches=1")
+    overrides = (
+        "train.max_steps=12",
+        "train.save_every=4",
+        "train.eval_every=0",
+        "train.keep_checkpoints=3",
+        "train.position_loss_points=6",
+        "train.eval_batches=1",
+    )
     Trainer(debug_cfg(*overrides), tmp_path / "full").train()
     reference = load_file(tmp_path / "full" / "final" / "model.safetensors")
 
@@ -66,13 +77,21 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     for key in reference:
         assert torch.equal(reference[key], resumed[key]), key
     # the per-position log keeps the points measured before the interruption
-    full, cut = np.load(tmp_path / "full" / "position_loss.npz"), np.load(tmp_path / "cut" / "position_loss.npz")
+    full, cut = (
+        np.load(tmp_path / "full" / "position_loss.npz"),
+        np.load(tmp_path / "cut" / "position_loss.npz"),
+    )
     assert full["steps"].tolist() == cut["steps"].tolist()
     np.testing.assert_array_equal(full["loss"], cut["loss"])
 
 
 def test_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):
-    overrides = ("train.max_steps=12", "train.save_every=4", "train.eval_every=0", "train.keep_checkpoints=3")
+    overrides = (
+        "train.max_steps=12",
+        "train.save_every=4",
+        "train.eval_every=0",
+        "train.keep_checkpoints=3",
+    )
     Trainer(debug_cfg(*overrides), tmp_path / "full").train()
     reference = load_file(tmp_path / "full" / "final" / "model.safetensors")
 
@@ -81,7 +100,9 @@ def test_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):
         Trainer(debug_cfg(*overrides), run, callbacks=[StopAt(9)]).train()
     weights = run / "checkpoints" / "step-0000008" / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a write cut short
-    with pytest.raises(ValueError, match=r"step-0000008 is corrupt: model/model.safetensors has 100 bytes"):
+    with pytest.raises(
+        ValueError, match=r"step-0000008 is corrupt: model/model.safetensors has 100 bytes"
+    ):
         verify_checkpoint(run / "checkpoints" / "step-0000008")
     assert latest_checkpoint(run).name == "step-0000004"
     Trainer(debug_cfg(*overrides), run).train(resume=True)
@@ -90,7 +111,12 @@ def test_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):
 
 
 def test_position_loss_logger_averages_to_the_ordinary_validation_loss(tmp_path):
-    cfg = debug_cfg("train.max_steps=16", "train.position_loss_points=6", "train.eval_every=0", "train.eval_batches=2")
+    cfg = debug_cfg(
+        "train.max_steps=16",
+        "train.position_loss_points=6",
+        "train.eval_every=0",
+        "train.eval_batches=2",
+    )
     trainer = Trainer(cfg, tmp_path)
     trainer.train()
     data = np.load(tmp_path / "position_loss.npz")
@@ -110,8 +136,20 @@ def test_position_loss_logger_averages_to_the_ordinary_validation_loss(tmp_path)
 
 
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path, capsys):
-    args = ["--preset", "debug", "--run-dir", str(tmp_path), "--set", "train.max_steps=4",
-            "--set", "train.save_every=2", "--set", "train.progress=false", "--set", "train.eval_every=0"]
+    args = [
+        "--preset",
+        "debug",
+        "--run-dir",
+        str(tmp_path),
+        "--set",
+        "train.max_steps=4",
+        "--set",
+        "train.save_every=2",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "train.eval_every=0",
+    ]
     assert core_train.main(args) == 0
     assert "bits/byte" in capsys.readouterr().out
     from accelerate.state import AcceleratorState, GradientState
@@ -126,13 +164,19 @@ def test_post_training_starts_from_a_base_checkpoint(tmp_path, monkeypatch):
     """init_from=$REPRO_BASE loads the base weights and its tokenizer (DSMoE/UniAttn/HARPE path)."""
     Trainer(debug_cfg("train.max_steps=20", "train.eval_every=0"), tmp_path / "base").train()
     monkeypatch.setenv("REPRO_BASE", str(tmp_path / "base" / "final"))
-    cfg = debug_cfg("train.max_steps=2", "train.eval_every=0", "model.init_from=$REPRO_BASE", "train.lr=1e-9")
+    cfg = debug_cfg(
+        "train.max_steps=2", "train.eval_every=0", "model.init_from=$REPRO_BASE", "train.lr=1e-9"
+    )
     trainer = Trainer(cfg, tmp_path / "post")
     base = load_file(tmp_path / "base" / "final" / "model.safetensors")
     state = trainer.accelerator.unwrap_model(trainer.model).state_dict()
     assert all(torch.equal(state[k], base[k]) for k in base)
-    assert trainer.tokenizer.get_vocab() == __import__("transformers").AutoTokenizer.from_pretrained(
-        tmp_path / "base" / "final").get_vocab()
+    assert (
+        trainer.tokenizer.get_vocab()
+        == __import__("transformers")
+        .AutoTokenizer.from_pretrained(tmp_path / "base" / "final")
+        .get_vocab()
+    )
     monkeypatch.setenv("REPRO_BASE", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="make base"):
         Trainer(cfg, tmp_path / "post2")

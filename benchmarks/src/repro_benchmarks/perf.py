@@ -36,7 +36,9 @@ import torch
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
-def time_interleaved(fns: list[Callable[[], object]], repeats: int, warmup: int = 2) -> list[list[float]]:
+def time_interleaved(
+    fns: list[Callable[[], object]], repeats: int, warmup: int = 2
+) -> list[list[float]]:
     """Seconds per call of each function, alternating them ``repeats`` times after warmup."""
     for _ in range(warmup):
         for fn in fns:
@@ -80,8 +82,10 @@ def run_case(case: dict, repeats: int, peak_gflops: float) -> dict:
     if flops:
         cand_flops = case.get("candidate_flops", flops)
         base_flops = case.get("baseline_flops", flops)
-        out["candidate_peak_fraction"] = cand_flops / statistics.median(t_cand) / 1e9 / peak_gflops
-        out["baseline_peak_fraction"] = base_flops / statistics.median(t_base) / 1e9 / peak_gflops
+        out["candidate_gflops"] = cand_flops / statistics.median(t_cand) / 1e9
+        out["baseline_gflops"] = base_flops / statistics.median(t_base) / 1e9
+        out["candidate_peak_fraction"] = out["candidate_gflops"] / peak_gflops
+        out["baseline_peak_fraction"] = out["baseline_gflops"] / peak_gflops
     return out
 
 
@@ -91,13 +95,18 @@ def run_case(case: dict, repeats: int, peak_gflops: float) -> dict:
 
 def core_cases(quick: bool = False) -> list[dict]:
     """Training step (forward + backward + AdamW) of DecoderLM vs LlamaForCausalLM, same weights."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from repro_core import DecoderLM, flops_per_token
     from repro_core.modeling import decoder_config_from_llama
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    shape = dict(vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                 num_attention_heads=4, max_position_embeddings=256)
+    shape = dict(
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+    )
     if quick:
         shape.update(hidden_size=64, intermediate_size=176, num_hidden_layers=2, vocab_size=512)
     batch, seq = (2, 64) if quick else (8, 256)
@@ -122,21 +131,42 @@ def core_cases(quick: bool = False) -> list[dict]:
 
     params = sum(p.numel() for p in ours.parameters())
     tokens = batch * seq
-    return [{
-        "name": f"training step, {params / 1e6:.1f}M-param decoder, batch {batch}x{seq}",
-        "unit": "tokens",
-        "work": tokens,
-        "flops": flops_per_token(ours, seq)["train"] * tokens,
-        "candidate": ("repro_core.DecoderLM", step_fn(ours)),
-        "baseline": ("transformers.LlamaForCausalLM (sdpa)", step_fn(hf)),
-    }]
+    return [
+        {
+            "name": f"training step, {params / 1e6:.1f}M-param decoder, batch {batch}x{seq}",
+            "unit": "tokens",
+            "work": tokens,
+            "flops": flops_per_token(ours, seq)["train"] * tokens,
+            "candidate": ("repro_core.DecoderLM", step_fn(ours)),
+            "baseline": ("transformers.LlamaForCausalLM (sdpa)", step_fn(hf)),
+        }
+    ]
 
 
-def registered_cases(quick: bool, only: set[str] | None) -> list[tuple[str, Callable]]:
-    found = [("core", core_cases)]
+def registered_cases(only: set[str] | None) -> list[tuple[str, Callable]]:
+    """``(group, perf_cases)`` of the core and of every ``repro.perf`` entry point (filtered by
+    ``only`` before importing, so a package that fails to import cannot break ``--only core``)."""
+    found: list[tuple[str, Callable]] = [("core", core_cases)] if not only or "core" in only else []
     for ep in entry_points(group="repro.perf"):
-        found.append((ep.name, ep.load()))
-    return [(name, fn) for name, fn in found if not only or name in only]
+        if not only or ep.name in only:
+            found.append((ep.name, ep.load()))
+    if only and (unknown := only - {"core"} - {name for name, _ in found}):
+        known = ["core"] + sorted(ep.name for ep in entry_points(group="repro.perf"))
+        raise SystemExit(
+            f"repro-perf: unknown case group(s) {sorted(unknown)}; registered: {known}"
+        )
+    return found
+
+
+def cpu_name() -> str:
+    """The CPU model (the suite times everything on the CPU, even where a GPU is present)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def to_markdown(report: dict) -> str:
@@ -147,12 +177,17 @@ def to_markdown(report: dict) -> str:
         f"({report['threads']} threads). Each case alternates candidate and baseline {report['repeats']} times "
         "in one process; rates are medians, the ratio range is min..max over repeats.",
         "",
-        "| case | candidate | baseline | candidate rate | baseline rate | ratio (median, range) | peak fraction (cand / base) |",
+        "| case | candidate | baseline | candidate rate | baseline rate | ratio (median, range) "
+        "| achieved GFLOP/s, fraction of peak (cand / base) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["cases"]:
-        frac = (f"{r['candidate_peak_fraction']:.1%} / {r['baseline_peak_fraction']:.1%}"
-                if "candidate_peak_fraction" in r else "")
+        frac = (
+            f"{r['candidate_gflops']:.1f} ({r['candidate_peak_fraction']:.1%}) / "
+            f"{r['baseline_gflops']:.1f} ({r['baseline_peak_fraction']:.1%})"
+            if "candidate_peak_fraction" in r
+            else ""
+        )
         lines.append(
             f"| {r['name']} | {r['candidate']} | {r['baseline']} | {r['candidate_median']:,.0f} {r['unit']} | "
             f"{r['baseline_median']:,.0f} {r['unit']} | **{r['ratio_median']:.2f}x** "
@@ -173,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak_gflops(512 if args.quick else 2048)
     report = {
         "date": date.today().isoformat(),
-        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, "
-                    + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"),
+        "hardware": f"{cpu_name()} ({platform.machine()}, {os.cpu_count()} cores; all cases run on the CPU)",
         "threads": torch.get_num_threads(),
         "peak_gflops": peak,
         "repeats": args.repeats,
@@ -182,17 +216,23 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [],
     }
     only = set(args.only.split(",")) if args.only else None
-    for group, make_cases in registered_cases(args.quick, only):
+    for group, make_cases in registered_cases(only):
         for case in make_cases(args.quick):
             result = run_case(case, args.repeats, peak)
             result["group"] = group
             report["cases"].append(result)
-            print(f"[perf] {group}: {result['name']}: {result['candidate']} {result['candidate_median']:,.0f} "
-                  f"vs {result['baseline']} {result['baseline_median']:,.0f} {result['unit']} "
-                  f"-> {result['ratio_median']:.2f}x", flush=True)
+            print(
+                f"[perf] {group}: {result['name']}: {result['candidate']} {result['candidate_median']:,.0f} "
+                f"vs {result['baseline']} {result['baseline_median']:,.0f} {result['unit']} "
+                f"-> {result['ratio_median']:.2f}x",
+                flush=True,
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("perf.json", json.dumps(report, indent=1)), ("perf.md", to_markdown(report))):
+    for name, text in (
+        ("perf.json", json.dumps(report, indent=1)),
+        ("perf.md", to_markdown(report)),
+    ):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, out / name)

@@ -120,9 +120,19 @@ class DataConfig:
     max_train_tokens: int = 0
 
     def __post_init__(self) -> None:
-        check(isinstance(self.seq_len, int) and self.seq_len >= 2, "data.seq_len", self.seq_len, "an integer >= 2")
+        check(
+            isinstance(self.seq_len, int) and self.seq_len >= 2,
+            "data.seq_len",
+            self.seq_len,
+            "an integer >= 2",
+        )
         check(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "0 < value < 1")
-        check(self.max_train_tokens >= 0, "data.max_train_tokens", self.max_train_tokens, ">= 0 (0 = all)")
+        check(
+            self.max_train_tokens >= 0,
+            "data.max_train_tokens",
+            self.max_train_tokens,
+            ">= 0 (0 = all)",
+        )
         check(bool(self.corpus), "data.corpus", self.corpus, "a corpus name, path or hub id")
 
 
@@ -165,13 +175,34 @@ class TrainConfig:
             check(isinstance(value, int) and value > 0, f"train.{key}", value, "a positive integer")
         check(self.lr > 0, "train.lr", self.lr, "a positive number")
         check(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", self.min_lr_ratio, "0..1")
-        check(0 <= self.warmup_steps <= self.max_steps, "train.warmup_steps", self.warmup_steps, f"0..train.max_steps={self.max_steps}")
+        check(
+            0 <= self.warmup_steps <= self.max_steps,
+            "train.warmup_steps",
+            self.warmup_steps,
+            f"0..train.max_steps={self.max_steps}",
+        )
         check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, ">= 0")
-        check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1/beta2", (self.beta1, self.beta2), "values in [0, 1)")
+        check(
+            0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
+            "train.beta1/beta2",
+            (self.beta1, self.beta2),
+            "values in [0, 1)",
+        )
         check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, ">= 0 (0 = off)")
-        for key in ("eval_every", "eval_batches", "log_every", "save_every", "position_loss_points"):
+        for key in (
+            "eval_every",
+            "eval_batches",
+            "log_every",
+            "save_every",
+            "position_loss_points",
+        ):
             value = getattr(self, key)
-            check(isinstance(value, int) and value >= 0, f"train.{key}", value, "an integer >= 0 (0 = off/all)")
+            check(
+                isinstance(value, int) and value >= 0,
+                f"train.{key}",
+                value,
+                "an integer >= 0 (0 = off/all)",
+            )
         check(self.keep_checkpoints >= 1, "train.keep_checkpoints", self.keep_checkpoints, ">= 1")
 
 
@@ -305,8 +336,12 @@ def find_preset(name: str, preset_dirs: list[Path]) -> Path:
         candidate = Path(d) / f"{name}.yaml"
         if candidate.is_file():
             return candidate
-    available = sorted({p.stem for d in preset_dirs if Path(d).is_dir() for p in Path(d).glob("*.yaml")})
-    raise ConfigError(f"preset {name!r} not found; available presets: {available} (or pass a .yaml path)")
+    available = sorted(
+        {p.stem for d in preset_dirs if Path(d).is_dir() for p in Path(d).glob("*.yaml")}
+    )
+    raise ConfigError(
+        f"preset {name!r} not found; available presets: {available} (or pass a .yaml path)"
+    )
 
 
 def load_config(

@@ -38,7 +38,12 @@ NAMED_CORPORA: dict[str, tuple[str, dict[str, str], str, str | None]] = {
         "Salesforce/wikitext",
         "wikitext-2-raw-v1",
     ),
-    "tinyshakespeare": ("tinyshakespeare", {"train": "input.txt"}, "karpathy/tiny_shakespeare", None),
+    "tinyshakespeare": (
+        "tinyshakespeare",
+        {"train": "input.txt"},
+        "karpathy/tiny_shakespeare",
+        None,
+    ),
 }
 
 EOS_TOKEN = "<|endoftext|>"
@@ -90,7 +95,9 @@ def resolve_corpus(name: str) -> Corpus:
         folder, splits, hub_id, hub_config = NAMED_CORPORA[name]
         root = data_dir()
         if root is not None and (root / folder).is_dir():
-            files = {s: [root / folder / f] for s, f in splits.items() if (root / folder / f).is_file()}
+            files = {
+                s: [root / folder / f] for s, f in splits.items() if (root / folder / f).is_file()
+            }
             if files:
                 return Corpus(name, files=files)
         if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -145,7 +152,10 @@ def load_split_texts(corpus: Corpus, split: str) -> list[str]:
             ds = load_dataset("json", data_files={split: [str(f) for f in files]}, split=split)
         else:
             ds = load_dataset(
-                "text", data_files={split: [str(f) for f in files]}, split=split, keep_linebreaks=True
+                "text",
+                data_files={split: [str(f) for f in files]},
+                split=split,
+                keep_linebreaks=True,
             )
         return list(ds["text"])
     ds = load_dataset(corpus.hub_id, corpus.hub_config, split=split)
@@ -184,7 +194,9 @@ def get_tokenizer(spec: str, corpus: Corpus | None = None):
             raise ValueError(f"tokenizer {spec!r} is trained on a corpus; pass the corpus")
         out = cache_dir() / "tokenizers" / f"{corpus.fingerprint()}-{kind}-{size}"
         if not (out / "tokenizer_config.json").is_file():
-            texts = load_split_texts(corpus, "train" if "train" in corpus_splits(corpus) else corpus_splits(corpus)[0])
+            texts = load_split_texts(
+                corpus, "train" if "train" in corpus_splits(corpus) else corpus_splits(corpus)[0]
+            )
             trainer = train_bpe_tokenizer if kind == "bpe" else train_sentencepiece_tokenizer
             _atomic_dir(out, lambda tmp: trainer(texts, int(size), tmp))
         return AutoTokenizer.from_pretrained(str(out))
@@ -301,7 +313,9 @@ def _encode_texts(texts: list[str], tokenizer, eos_between_docs: bool, desc: str
     pieces = []
     batch = 2048
     eos = tokenizer.eos_token_id
-    for start in tqdm(range(0, len(texts), batch), desc=desc, disable=len(texts) < 4 * batch, leave=False):
+    for start in tqdm(
+        range(0, len(texts), batch), desc=desc, disable=len(texts) < 4 * batch, leave=False
+    ):
         chunk = [t for t in texts[start : start + batch] if t]
         if not chunk:
             continue
@@ -309,12 +323,16 @@ def _encode_texts(texts: list[str], tokenizer, eos_between_docs: bool, desc: str
         if eos_between_docs and eos is not None:
             ids = [seq + [eos] for seq in ids]
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+        flat = np.fromiter(
+            itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum())
+        )
         pieces.append(flat)
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
 
 
-def tokenize_corpus(corpus: Corpus, tokenizer, val_fraction: float = 0.1) -> dict[str, TokenizedSplit]:
+def tokenize_corpus(
+    corpus: Corpus, tokenizer, val_fraction: float = 0.1
+) -> dict[str, TokenizedSplit]:
     """Tokenize every split once and cache it (memmap); returns {split: TokenizedSplit}.
 
     Plain-text corpora (one document per line, as wikitext) are concatenated as they are;
@@ -336,12 +354,19 @@ def tokenize_corpus(corpus: Corpus, tokenizer, val_fraction: float = 0.1) -> dic
             if split == "train" and "validation" not in corpus_splits(corpus):
                 cut = int(len(ids) * (1 - val_fraction))
                 frac = cut / max(len(ids), 1)
-                parts = {"train": (ids[:cut], int(n_bytes * frac)), "validation": (ids[cut:], n_bytes - int(n_bytes * frac))}
+                parts = {
+                    "train": (ids[:cut], int(n_bytes * frac)),
+                    "validation": (ids[cut:], n_bytes - int(n_bytes * frac)),
+                }
             else:
                 parts = {split: (ids, n_bytes)}
             for name, (arr, nb) in parts.items():
                 arr.tofile(tmp / f"{name}.bin")
-                meta["splits"][name] = {"tokens": int(len(arr)), "bytes": int(nb), "dtype": str(arr.dtype)}
+                meta["splits"][name] = {
+                    "tokens": int(len(arr)),
+                    "bytes": int(nb),
+                    "dtype": str(arr.dtype),
+                }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
     if not (root / "meta.json").is_file():
@@ -364,7 +389,9 @@ def as_blocks(tokens: np.ndarray, seq_len: int) -> np.ndarray:
     """View a 1-D token array as (num_blocks, seq_len) non-overlapping blocks (tail dropped)."""
     n = len(tokens) // seq_len
     if n == 0:
-        raise ValueError(f"split has {len(tokens)} tokens, fewer than one block of seq_len={seq_len}")
+        raise ValueError(
+            f"split has {len(tokens)} tokens, fewer than one block of seq_len={seq_len}"
+        )
     return tokens[: n * seq_len].reshape(n, seq_len)
 
 
@@ -377,7 +404,9 @@ class BlockSampler:
     sees exactly the rows 2 processes with accumulation 1 see.
     """
 
-    def __init__(self, num_blocks: int, micro_batch: int, grad_accum: int, world_size: int, seed: int):
+    def __init__(
+        self, num_blocks: int, micro_batch: int, grad_accum: int, world_size: int, seed: int
+    ):
         self.num_blocks = num_blocks
         self.micro_batch = micro_batch
         self.grad_accum = grad_accum

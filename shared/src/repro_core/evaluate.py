@@ -43,7 +43,9 @@ def position_losses(
     n = len(blocks) if not max_batches else min(len(blocks), max_batches * batch_size)
     sums = torch.zeros(blocks.shape[1] - 1, dtype=torch.float64)
     for start in range(0, n, batch_size):
-        x = torch.from_numpy(np.asarray(blocks[start : min(start + batch_size, n)], dtype=np.int64)).to(device)
+        x = torch.from_numpy(
+            np.asarray(blocks[start : min(start + batch_size, n)], dtype=np.int64)
+        ).to(device)
         logits = model(input_ids=x).logits
         loss = F.cross_entropy(
             logits[:, :-1].float().transpose(1, 2), x[:, 1:], reduction="none"
@@ -70,6 +72,108 @@ def evaluate_blocks(model, blocks, bytes_per_token=None, batch_size=16, max_batc
 
 
 # ----------------------------------------------------------------------------------------------
+# Whole texts, lm-eval's rolling windows (an independent check of the lm-eval harness)
+
+
+@torch.no_grad()
+def rolling_loglikelihood(
+    model,
+    token_ids: list[int],
+    max_length: int,
+    prefix_token_id: int,
+    batch_size: int = 8,
+    forward_kwargs=None,
+) -> float:
+    """Summed log-likelihood (nats) of every token of one text, in disjoint windows.
+
+    The scheme of lm-eval's ``loglikelihood_rolling`` with one token of context: prepend
+    ``prefix_token_id`` (s = [prefix] + ids, target i is s[i]); the first window feeds
+    s[0:L] and scores s[1:L+1]; each later window ends L targets further (the last one at the
+    end of the text), feeds the L tokens before its end and scores only the targets not scored
+    yet, so every token is predicted exactly once with at most L tokens of input.
+
+    Args:
+        token_ids: the text's token ids (no special tokens).
+        max_length: L, the window length in tokens.
+        forward_kwargs: extra forward inputs, see :func:`repro_core.harness.model_logits`.
+    """
+    from .harness import model_logits
+
+    s = [prefix_token_id, *token_ids]
+    n = len(token_ids)
+    windows = []  # (input start, input end, first scored target index in s)
+    scored_up_to = 0  # targets s[1..scored_up_to] are done
+    while scored_up_to < n:
+        end = min(scored_up_to + max_length, n)  # last target of this window: s[end]
+        start = max(0, end - max_length)
+        windows.append((start, end, scored_up_to + 1))
+        scored_up_to = end
+    device = next(model.parameters()).device
+    total = 0.0
+    for b in range(0, len(windows), batch_size):
+        chunk = windows[b : b + batch_size]
+        width = max(end - start for start, end, _ in chunk)
+        x = torch.full((len(chunk), width), prefix_token_id, dtype=torch.long)
+        for row, (start, end, _) in enumerate(chunk):
+            x[row, : end - start] = torch.tensor(s[start:end])
+        log_probs = F.log_softmax(
+            model_logits(model, x.to(device), forward_kwargs).float(), -1
+        ).cpu()
+        for row, (start, end, first) in enumerate(chunk):
+            # logits at input position p (absolute start + p) predict s[start + p + 1]
+            targets = torch.tensor(s[first : end + 1])
+            rows = log_probs[row, first - 1 - start : end - start]  # (targets, V)
+            total += float(rows.gather(-1, targets[:, None]).double().sum())
+    return total
+
+
+def rolling_bits_per_byte(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_length: int | None = None,
+    prefix_token_id: int | None = None,
+    num_bytes: list[int] | None = None,
+    batch_size: int = 8,
+    forward_kwargs=None,
+) -> dict[str, float]:
+    """Bits per byte of raw texts, each scored whole with :func:`rolling_loglikelihood`.
+
+    ``bits_per_byte = -sum(loglikelihood) / ln 2 / sum(bytes)``; ``bytes`` are the UTF-8 lengths
+    of ``texts`` unless ``num_bytes`` gives them (lm-eval's ``wikitext`` scores the detokenized
+    page but divides by the bytes of the original page). ``max_length`` defaults to
+    ``config.max_position_embeddings``, ``prefix_token_id`` to the tokenizer's eos id.
+
+    Returns ``{bits_per_byte, byte_perplexity, loglikelihood, tokens, bytes}``.
+    """
+    from .harness import _default_max_length, token_encoder
+
+    encode = token_encoder(tokenizer)
+    max_length = max_length or _default_max_length(model)
+    prefix = prefix_token_id if prefix_token_id is not None else tokenizer.eos_token_id
+    if prefix is None:
+        raise ValueError("the tokenizer has no eos_token_id: pass prefix_token_id=")
+    was_training = model.training
+    model.eval()
+    loglik, tokens = 0.0, 0
+    for text in texts:
+        ids = encode(text)
+        tokens += len(ids)
+        loglik += rolling_loglikelihood(model, ids, max_length, prefix, batch_size, forward_kwargs)
+    model.train(was_training)
+    total_bytes = (
+        sum(num_bytes) if num_bytes is not None else sum(len(t.encode("utf-8")) for t in texts)
+    )
+    return {
+        "bits_per_byte": -loglik / math.log(2) / total_bytes,
+        "byte_perplexity": math.exp(-loglik / total_bytes),
+        "loglikelihood": loglik,
+        "tokens": tokens,
+        "bytes": total_bytes,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
 # repro-eval
 
 
@@ -82,7 +186,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "final"):
 
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run} is not a run directory (no config.yaml); train one with repro-train")
+        raise FileNotFoundError(
+            f"{run} is not a run directory (no config.yaml); train one with repro-train"
+        )
     if checkpoint == "final":
         model_dir = run / "final"
     elif checkpoint == "latest":
@@ -99,19 +205,25 @@ def load_run(run_dir: str | Path, checkpoint: str = "final"):
             f"no model at {model_dir}: the run has not finished (use --checkpoint latest) or the path is wrong"
         )
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tok = AutoTokenizer.from_pretrained(run / "final" if (run / "final" / "tokenizer_config.json").exists() else model_dir)
+    tok = AutoTokenizer.from_pretrained(
+        run / "final" if (run / "final" / "tokenizer_config.json").exists() else model_dir
+    )
     return model, tok, yaml.safe_load((run / "config.yaml").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import as_blocks, resolve_corpus, tokenize_corpus
 
-    p = argparse.ArgumentParser(prog="repro-eval", description="Evaluate a trained run on a corpus split.")
+    p = argparse.ArgumentParser(
+        prog="repro-eval", description="Evaluate a trained run on a corpus split."
+    )
     p.add_argument("--run", required=True, help="run directory written by repro-train")
     p.add_argument("--checkpoint", default="final", help="final | latest | a model directory")
     p.add_argument("--split", default="validation", help="validation | test | train")
     p.add_argument("--corpus", default=None, help="corpus to evaluate on (default: the run's)")
-    p.add_argument("--batches", type=int, default=0, help="evaluate this many batches (0 = whole split)")
+    p.add_argument(
+        "--batches", type=int, default=0, help="evaluate this many batches (0 = whole split)"
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--per-position", action="store_true", help="also print the loss per position")
     args = p.parse_args(argv)
@@ -119,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     corpus = resolve_corpus(args.corpus or cfg["data"]["corpus"])
     splits = tokenize_corpus(corpus, tok, cfg["data"]["val_fraction"])
     if args.split not in splits:
-        print(f"split {args.split!r} not in corpus {corpus.name!r}; available: {sorted(splits)}", file=sys.stderr)
+        print(
+            f"split {args.split!r} not in corpus {corpus.name!r}; available: {sorted(splits)}",
+            file=sys.stderr,
+        )
         return 2
     split = splits[args.split]
     blocks = as_blocks(split.tokens, cfg["data"]["seq_len"])

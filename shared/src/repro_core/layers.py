@@ -126,7 +126,9 @@ class RotaryEmbedding(nn.Module):
         """(H or 1, hd/2) inverse frequencies base^(-2i/hd), computed in fp64."""
         head_dim = self.config.head_dim
         per_head = getattr(self.config, "rope_theta_per_head", None)
-        bases = torch.tensor(per_head if per_head else [self.config.rope_theta], dtype=torch.float64)
+        bases = torch.tensor(
+            per_head if per_head else [self.config.rope_theta], dtype=torch.float64
+        )
         exponent = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
         return (1.0 / (bases[:, None] ** exponent[None, :])).float()
 

@@ -405,7 +405,9 @@ def load_llama_checkpoint(path: str | Path, model_class=DecoderLM, **config_over
     result = model.load_state_dict(state, strict=False)
     unexpected = [k for k in result.unexpected_keys if "rotary_emb" not in k]
     if unexpected:
-        raise ValueError(f"checkpoint {path} has weights this model does not know: {unexpected[:8]}")
+        raise ValueError(
+            f"checkpoint {path} has weights this model does not know: {unexpected[:8]}"
+        )
     if config.tie_word_embeddings:
         model.tie_weights()
     model.missing_keys = [k for k in result.missing_keys if k != "lm_head.weight"]
@@ -437,7 +439,9 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
                 out += p.numel()
         return out
 
-    embedding = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    embedding = (
+        model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    )
     total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     emb = embedding.numel() if embedding is not None else 0
 

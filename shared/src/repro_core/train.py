@@ -65,7 +65,10 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.AdamW:
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
 
 
@@ -83,16 +86,33 @@ def run_metadata() -> dict:
 
     def git(*args):
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5).stdout.strip() or None
+            return (
+                subprocess.run(
+                    ["git", *args], capture_output=True, text=True, timeout=5
+                ).stdout.strip()
+                or None
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
 
     versions = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if name and (name.startswith("repro-") or name in (
-            "torch", "transformers", "accelerate", "datasets", "tokenizers", "deepspeed", "numpy", "lm_eval", "lm-eval"
-        )):
+        if name and (
+            name.startswith("repro-")
+            or name
+            in (
+                "torch",
+                "transformers",
+                "accelerate",
+                "datasets",
+                "tokenizers",
+                "deepspeed",
+                "numpy",
+                "lm_eval",
+                "lm-eval",
+            )
+        ):
             versions[name] = dist.version
     return {
         "git_commit": git("rev-parse", "HEAD"),
@@ -219,7 +239,14 @@ class Trainer:
         tokenizer: a prebuilt tokenizer (else from ``cfg.data.tokenizer`` or the base model).
     """
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, callbacks: Sequence = (), model=None, tokenizer=None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: str | Path,
+        callbacks: Sequence = (),
+        model=None,
+        tokenizer=None,
+    ):
         from accelerate.utils import set_seed
 
         self.cfg = cfg
@@ -248,10 +275,18 @@ class Trainer:
         self.val_split = splits["validation"]
         self.val_blocks = as_blocks(self.val_split.tokens, L)
         self.sampler = BlockSampler(
-            len(self.train_blocks), cfg.train.batch_size, cfg.train.grad_accum, acc.num_processes, cfg.seed
+            len(self.train_blocks),
+            cfg.train.batch_size,
+            cfg.train.grad_accum,
+            acc.num_processes,
+            cfg.seed,
         )
 
-        model = model if model is not None else cfg.model.build(vocab_size=len(tokenizer), max_position_embeddings=L)
+        model = (
+            model
+            if model is not None
+            else cfg.model.build(vocab_size=len(tokenizer), max_position_embeddings=L)
+        )
         if cfg.train.trainable:
             pattern = re.compile(cfg.train.trainable)
             matched = 0
@@ -259,7 +294,9 @@ class Trainer:
                 p.requires_grad_(bool(pattern.search(name)))
                 matched += p.requires_grad
             if not matched:
-                raise ValueError(f"train.trainable={cfg.train.trainable!r} matches no parameter name")
+                raise ValueError(
+                    f"train.trainable={cfg.train.trainable!r} matches no parameter name"
+                )
         self.params = count_parameters(model)
         self.flops = flops_per_token(model, L)
         optimizer = build_optimizer(model, cfg.train)
@@ -295,7 +332,9 @@ class Trainer:
         """Validation loss / perplexity / bits per byte on the first ``eval_batches`` batches."""
         batches = self.cfg.train.eval_batches if max_batches is None else max_batches
         with self.accelerator.autocast():
-            sums, count = position_losses(self.model, self.val_blocks, self.cfg.train.batch_size, batches)
+            sums, count = position_losses(
+                self.model, self.val_blocks, self.cfg.train.batch_size, batches
+            )
         return summarize(float(sums.sum() / (count * len(sums))), self.val_split.bytes_per_token)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -316,8 +355,15 @@ class Trainer:
             self.tokenizer.save_pretrained(tmp / "model")
             torch.save(self.scheduler.state_dict(), tmp / "lr_scheduler.pt")
             (tmp / "trainer_state.json").write_text(
-                json.dumps({"step": self.step, "tokens_seen": self.tokens_seen, "seed": self.cfg.seed,
-                            "world_size": acc.num_processes}, indent=1)
+                json.dumps(
+                    {
+                        "step": self.step,
+                        "tokens_seen": self.tokens_seen,
+                        "seed": self.cfg.seed,
+                        "world_size": acc.num_processes,
+                    },
+                    indent=1,
+                )
             )
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), indent=1))
@@ -332,7 +378,9 @@ class Trainer:
     def load_checkpoint(self, ckpt: Path) -> None:
         verify_checkpoint(ckpt)
         state = json.loads((ckpt / "trainer_state.json").read_text())
-        if state["world_size"] != self.accelerator.num_processes and _is_deepspeed(self.accelerator):
+        if state["world_size"] != self.accelerator.num_processes and _is_deepspeed(
+            self.accelerator
+        ):
             raise ValueError(
                 f"{ckpt} was written by {state['world_size']} DeepSpeed processes, now there are "
                 f"{self.accelerator.num_processes}; convert it with deepspeed's ds_to_universal first"
@@ -349,20 +397,31 @@ class Trainer:
         if resume:
             ckpt = latest_checkpoint(self.run_dir, warn=lambda m: self.print(f"[resume] {m}"))
             if ckpt is None:
-                self.print(f"[resume] no complete checkpoint in {self.run_dir}; starting from step 0")
+                self.print(
+                    f"[resume] no complete checkpoint in {self.run_dir}; starting from step 0"
+                )
             else:
                 self.load_checkpoint(ckpt)
                 self.print(f"[resume] continuing from {ckpt.name} (step {self.step})")
         if acc.is_main_process:
             atomic_write_text(self.run_dir / "config.yaml", cfg.to_yaml())
-            meta = run_metadata() | {"world_size": acc.num_processes, "distributed": str(acc.distributed_type),
-                                     "mixed_precision": acc.mixed_precision, "seed": cfg.seed}
+            meta = run_metadata() | {
+                "world_size": acc.num_processes,
+                "distributed": str(acc.distributed_type),
+                "mixed_precision": acc.mixed_precision,
+                "seed": cfg.seed,
+            }
             atomic_write_text(self.run_dir / "meta.json", json.dumps(meta, indent=1))
             if t.wandb:
                 import wandb
 
                 os.environ.setdefault("WANDB_MODE", "offline")
-                self._wandb = wandb.init(project=t.wandb_project, name=cfg.name, config=cfg.to_dict(), dir=str(self.run_dir))
+                self._wandb = wandb.init(
+                    project=t.wandb_project,
+                    name=cfg.name,
+                    config=cfg.to_dict(),
+                    dir=str(self.run_dir),
+                )
         self.print(
             f"[train] {cfg.name}: {self.params['total'] / 1e6:.2f}M params "
             f"({self.params['activated'] / 1e6:.2f}M activated non-embedding), "
@@ -371,8 +430,13 @@ class Trainer:
         )
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (t.progress and acc.is_main_process),
-                   desc=cfg.name, dynamic_ncols=True)
+        bar = tqdm(
+            total=t.max_steps,
+            initial=self.step,
+            disable=not (t.progress and acc.is_main_process),
+            desc=cfg.name,
+            dynamic_ncols=True,
+        )
         device = acc.device
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         train_seconds, window_tokens, window_start = 0.0, 0, time.perf_counter()
@@ -406,13 +470,22 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 train_seconds += elapsed
                 rec = {k: v / window_count for k, v in window_losses.items()}
-                rec = {k: float(acc.reduce(torch.tensor(v, device=device), "mean")) for k, v in rec.items()}
-                rec.update(step=self.step, tokens_seen=self.tokens_seen, lr=self.scheduler.get_last_lr()[0],
-                           tokens_per_second=window_tokens / max(elapsed, 1e-9))
+                rec = {
+                    k: float(acc.reduce(torch.tensor(v, device=device), "mean"))
+                    for k, v in rec.items()
+                }
+                rec.update(
+                    step=self.step,
+                    tokens_seen=self.tokens_seen,
+                    lr=self.scheduler.get_last_lr()[0],
+                    tokens_per_second=window_tokens / max(elapsed, 1e-9),
+                )
                 if grad_norm is not None:
                     rec["grad_norm"] = float(grad_norm)
                 self.log(rec)
-                bar.set_postfix(loss=f"{rec['lm_loss']:.3f}", tok_s=f"{rec['tokens_per_second']:.0f}")
+                bar.set_postfix(
+                    loss=f"{rec['lm_loss']:.3f}", tok_s=f"{rec['tokens_per_second']:.0f}"
+                )
                 window_losses, window_count, window_tokens = {}, 0, 0
                 window_start = time.perf_counter()
             pause = time.perf_counter()
@@ -435,7 +508,9 @@ class Trainer:
             if hasattr(cb, "on_train_end"):
                 cb.on_train_end(self)
         state_dict = acc.get_state_dict(self.model)
-        metrics = [json.loads(line) for line in open(self._metrics_file)] if acc.is_main_process else []
+        metrics = (
+            [json.loads(line) for line in open(self._metrics_file)] if acc.is_main_process else []
+        )
         speeds = [m["tokens_per_second"] for m in metrics if "tokens_per_second" in m]
         results = {
             "name": cfg.name,
@@ -488,9 +563,15 @@ class PositionLossLogger:
         if step not in self.schedule:
             return
         with trainer.accelerator.autocast():
-            sums, count = position_losses(trainer.model, trainer.val_blocks, trainer.cfg.train.batch_size,
-                                          trainer.cfg.train.eval_batches)
-        self.records.append((step, trainer.tokens_seen, trainer.scheduler.get_last_lr()[0], sums / count))
+            sums, count = position_losses(
+                trainer.model,
+                trainer.val_blocks,
+                trainer.cfg.train.batch_size,
+                trainer.cfg.train.eval_batches,
+            )
+        self.records.append(
+            (step, trainer.tokens_seen, trainer.scheduler.get_last_lr()[0], sums / count)
+        )
         self._write(trainer)
 
     def _keep_earlier_points(self, path: Path, step: int) -> None:
@@ -500,7 +581,9 @@ class PositionLossLogger:
         with np.load(path) as old:
             for i, s in enumerate(old["steps"]):
                 if s < step:
-                    self.records.append((int(s), int(old["tokens_seen"][i]), float(old["lr"][i]), old["loss"][i]))
+                    self.records.append(
+                        (int(s), int(old["tokens_seen"][i]), float(old["lr"][i]), old["loss"][i])
+                    )
 
     def _write(self, trainer: Trainer) -> None:
         if trainer.accelerator.is_main_process:
@@ -522,12 +605,28 @@ class PositionLossLogger:
 
 def build_arg_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--preset", default="tiny", help="preset name (debug, tiny, small, paper, ...) or a YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
-    p.add_argument("--run-dir", default=None, help="output directory (default runs/<name>-<preset>-seed<seed>)")
+    p.add_argument(
+        "--preset",
+        default="tiny",
+        help="preset name (debug, tiny, small, paper, ...) or a YAML path",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=3e-4 (repeatable)",
+    )
+    p.add_argument(
+        "--run-dir", default=None, help="output directory (default runs/<name>-<preset>-seed<seed>)"
+    )
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
-    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --run-dir")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest complete checkpoint in --run-dir",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
 
@@ -549,8 +648,10 @@ def main(
     preset_name = Path(args.preset).stem
     run_dir = Path(args.run_dir or f"runs/{cfg.name}-{preset_name}-seed{cfg.seed}")
     if not args.resume and list_checkpoints(run_dir):
-        print(f"{run_dir} already holds checkpoints: pass --resume to continue it or choose another --run-dir",
-              file=sys.stderr)
+        print(
+            f"{run_dir} already holds checkpoints: pass --resume to continue it or choose another --run-dir",
+            file=sys.stderr,
+        )
         return 2
     if not args.resume and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()
