@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import repro_core.evaluate as core_eval
 import repro_core.train as core_train
 import torch
 from repro_core.config import load_config, package_preset_dirs
@@ -37,8 +38,9 @@ class StopAt:
             raise KeyboardInterrupt
 
 
-def test_a_few_steps_lower_the_loss_and_write_a_run_dir(tmp_path):
-    cfg = debug_cfg("train.max_steps=30", "train.eval_every=0")
+def test_a_few_steps_lower_the_loss_and_write_a_run_dir(tmp_path, capsys):
+    # wandb goes through its API in "disabled" mode (set by the root conftest): no network
+    cfg = debug_cfg("train.max_steps=30", "train.eval_every=0", "train.wandb=true")
     results = Trainer(cfg, tmp_path).train()
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["lm_loss"] for r in lines if "lm_loss" in r]
@@ -54,6 +56,20 @@ def test_a_few_steps_lower_the_loss_and_write_a_run_dir(tmp_path):
         assert (tmp_path / name).is_file(), name
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert "torch" in meta["versions"] and meta["world_size"] == 1
+    # repro-eval on the run directory reproduces the trainer's final (whole-split) evaluation
+    capsys.readouterr()
+    args = [
+        "--run",
+        str(tmp_path),
+        "--batches",
+        str(cfg.train.eval_batches),
+        "--batch-size",
+        str(cfg.train.batch_size),
+    ]
+    assert core_eval.main(args) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["loss"] == pytest.approx(results["val_loss"], abs=1e-5)
+    assert evaluated["bits_per_byte"] == pytest.approx(results["val_bits_per_byte"], abs=1e-5)
 
 
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
