@@ -41,7 +41,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _HASH_BASE = np.uint64(0x100000001B3)  # odd multiplier of the token-bytes polynomial hash
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bucket(key, shift):
     return np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
 
@@ -84,7 +84,7 @@ def build_pair_table(left, right, table_bits):
 # ------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _heap_better(c1, k1, c2, k2):
     return c1 > c2 or (c1 == c2 and k1 < k2)
 
@@ -514,7 +514,7 @@ def train_chunk(
 # ------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _minheap_push(heap, size, key):
     i = size
     while i > 0:
@@ -528,7 +528,7 @@ def _minheap_push(heap, size, key):
     return size + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _minheap_pop(heap, size):
     size -= 1
     last = heap[size]

@@ -664,7 +664,7 @@ def to_hf_tokenizer(vocab: BpeVocab):
         return "".join(to_char[x] for x in b)
 
     specials = set(vocab.special_tokens.values())
-    hf_vocab = {}
+    hf_vocab = dict(vocab.special_tokens)  # in the model vocab, so that AddedToken keeps the id
     for i, tb in enumerate(vocab.token_bytes):
         if i not in specials:
             hf_vocab.setdefault(as_str(tb), i)
