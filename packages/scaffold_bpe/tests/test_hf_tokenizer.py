@@ -73,6 +73,15 @@ def test_save_and_load_pretrained(tmp_path, tokenizer):
     assert loaded.encode(TEXT[:300]) == tokenizer.encode(TEXT[:300])
 
 
+def test_auto_tokenizer_loads_a_saved_tokenizer(tmp_path, tokenizer):
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert isinstance(loaded, ScaffoldBpeTokenizer)
+    assert loaded.encode(TEXT[:200]) == tokenizer.encode(TEXT[:200])
+
+
 def test_cli_writes_tokenizer_and_summary(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

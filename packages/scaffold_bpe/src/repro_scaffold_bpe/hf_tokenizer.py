@@ -7,6 +7,9 @@ string is the GPT-2 `bytes_to_unicode` spelling of the token's bytes (special to
 
     tok = ScaffoldBpeTokenizer.from_pretrained("out/tokenizer")
     ids = tok("Hello world")["input_ids"];  tok.decode(ids) == "Hello world"
+
+Importing this module registers the class with `AutoTokenizer`, so `AutoTokenizer.from_pretrained(dir)`
+(e.g. `repro_core.data.get_tokenizer(dir)`) loads a saved Scaffold-BPE tokenizer without remote code.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 from typing import Any
 
 from repro_core.bpe import bytes_to_unicode
-from transformers import PreTrainedTokenizer
+from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizer
 
 from repro_scaffold_bpe.scaffold import ScaffoldBpe
 
@@ -178,3 +181,14 @@ class ScaffoldBpeTokenizer(PreTrainedTokenizer):
         )
         self.model.save(path)
         return (path,)
+
+
+class ScaffoldBpeTokenizerConfig(PretrainedConfig):
+    """Marker config: `AutoTokenizer.register` needs one to find `ScaffoldBpeTokenizer` by name."""
+
+    model_type = "scaffold_bpe_tokenizer"
+
+
+AutoTokenizer.register(
+    ScaffoldBpeTokenizerConfig, slow_tokenizer_class=ScaffoldBpeTokenizer, exist_ok=True
+)
