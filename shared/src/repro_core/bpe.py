@@ -390,12 +390,10 @@ class BpeVocab:
         tokens = [bytes([b]) for b in range(256)] + [b""] * n_special
         for s, i in self.special_tokens.items():
             tokens[i] = s.encode("utf-8")
+        special_ids = range(256, 256 + n_special)
         for k, (a, b, t) in enumerate(self.merges):
-            if (
-                not (0 <= a < len(tokens) and 0 <= b < len(tokens))
-                or 256 <= a < 256 + n_special
-                or (256 <= b < 256 + n_special)
-            ):
+            known = 0 <= a < len(tokens) and 0 <= b < len(tokens)
+            if not known or a in special_ids or b in special_ids:
                 raise ValueError(f"merge {k} ({a}, {b}) -> {t} uses an unknown or special id")
             joined = tokens[a] + tokens[b]
             if t == len(tokens):
