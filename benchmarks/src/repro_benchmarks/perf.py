@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
+from repro_benchmarks import results_dir
 
 
 def time_interleaved(
@@ -143,14 +143,24 @@ def core_cases(quick: bool = False) -> list[dict]:
     ]
 
 
-def registered_cases(only: set[str] | None) -> list[tuple[str, Callable]]:
-    """``(group, perf_cases)`` of the core and of every ``repro.perf`` entry point (filtered by
-    ``only`` before importing, so a package that fails to import cannot break ``--only core``)."""
-    found: list[tuple[str, Callable]] = [("core", core_cases)] if not only or "core" in only else []
+def registered_cases(only: set[str] | None) -> list[tuple[str, Callable | None, str | None]]:
+    """``(group, perf_cases or None, error or None)`` of the core and every ``repro.perf`` entry
+    point, filtered by ``only`` before importing. A package whose hook fails to import is
+    reported with its error instead of stopping the suite (the workspace grows package by
+    package; one broken package must not hide the others' numbers)."""
+    found: list[tuple[str, Callable | None, str | None]] = []
+    if not only or "core" in only:
+        found.append(("core", core_cases, None))
     for ep in entry_points(group="repro.perf"):
-        if not only or ep.name in only:
-            found.append((ep.name, ep.load()))
-    if only and (unknown := only - {"core"} - {name for name, _ in found}):
+        if only and ep.name not in only:
+            continue
+        try:
+            found.append((ep.name, ep.load(), None))
+        except Exception as exc:  # noqa: BLE001 - reported in perf.md / perf.json
+            found.append(
+                (ep.name, None, f"{ep.value} failed to import: {type(exc).__name__}: {exc}")
+            )
+    if only and (unknown := only - {name for name, _, _ in found}):
         known = ["core"] + sorted(ep.name for ep in entry_points(group="repro.perf"))
         raise SystemExit(
             f"repro-perf: unknown case group(s) {sorted(unknown)}; registered: {known}"
@@ -194,6 +204,11 @@ def to_markdown(report: dict) -> str:
             f"({r['ratio_min']:.2f}..{r['ratio_max']:.2f}) | {frac} |"
         )
     lines.append("")
+    if report.get("failed"):
+        lines.append("Case groups that could not run (fix the package, then rerun):")
+        lines.append("")
+        lines += [f"- {f['group']}: {f['error']}" for f in report["failed"]]
+        lines.append("")
     lines.append(f"Command: `{report['command']}`")
     return "\n".join(lines) + "\n"
 
@@ -203,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--only", default=None, help="comma-separated case groups (core, finedeep, ...)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
-    p.add_argument("--out", default=str(RESULTS), help="folder for perf.md and perf.json")
+    p.add_argument(
+        "--out", default=None, help="folder for perf.md and perf.json (default: benchmarks/results)"
+    )
     args = p.parse_args(argv)
     peak = matmul_peak_gflops(512 if args.quick else 2048)
     report = {
@@ -216,9 +233,24 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [],
     }
     only = set(args.only.split(",")) if args.only else None
-    for group, make_cases in registered_cases(only):
-        for case in make_cases(args.quick):
-            result = run_case(case, args.repeats, peak)
+    report["failed"] = []
+    for group, make_cases, error in registered_cases(only):
+        try:
+            cases = make_cases(args.quick) if error is None else []
+        except Exception as exc:  # noqa: BLE001 - reported in perf.md / perf.json
+            error = f"perf_cases(quick={args.quick}) raised {type(exc).__name__}: {exc}"
+        if error is not None:
+            report["failed"].append({"group": group, "error": error})
+            print(f"[perf] {group}: SKIPPED, {error}", file=sys.stderr, flush=True)
+            continue
+        for case in cases:
+            try:
+                result = run_case(case, args.repeats, peak)
+            except Exception as exc:  # noqa: BLE001 - reported in perf.md / perf.json
+                error = f"case {case.get('name')!r} raised {type(exc).__name__}: {exc}"
+                report["failed"].append({"group": group, "error": error})
+                print(f"[perf] {group}: SKIPPED, {error}", file=sys.stderr, flush=True)
+                continue
             result["group"] = group
             report["cases"].append(result)
             print(
@@ -227,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"-> {result['ratio_median']:.2f}x",
                 flush=True,
             )
-    out = Path(args.out)
+    out = Path(args.out) if args.out else results_dir()
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (
         ("perf.json", json.dumps(report, indent=1)),

@@ -116,14 +116,12 @@ def rolling_loglikelihood(
         x = torch.full((len(chunk), width), prefix_token_id, dtype=torch.long)
         for row, (start, end, _) in enumerate(chunk):
             x[row, : end - start] = torch.tensor(s[start:end])
-        log_probs = F.log_softmax(
-            model_logits(model, x.to(device), forward_kwargs).float(), -1
-        ).cpu()
+        logits = model_logits(model, x.to(device), forward_kwargs)  # (b, width, V)
         for row, (start, end, first) in enumerate(chunk):
             # logits at input position p (absolute start + p) predict s[start + p + 1]
-            targets = torch.tensor(s[first : end + 1])
-            rows = log_probs[row, first - 1 - start : end - start]  # (targets, V)
-            total += float(rows.gather(-1, targets[:, None]).double().sum())
+            targets = torch.tensor(s[first : end + 1], device=logits.device)
+            log_probs = F.log_softmax(logits[row, first - 1 - start : end - start].float(), -1)
+            total += float(log_probs.gather(-1, targets[:, None]).double().sum())
     return total
 
 
