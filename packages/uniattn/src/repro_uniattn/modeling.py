@@ -1,0 +1,272 @@
+"""UniAttn (arXiv 2502.00439): softmax unification across the layers of a superblock.
+
+Consecutive decoder layers are grouped into *superblocks* ``{r, r+1, ..., r+g-1}``. The first
+layer ``r`` (the *root*) computes its attention probabilities explicitly,
+
+    P_r = softmax(Q_r K_r^T / sqrt(hd) + M)                                    (Eq. 1)
+
+and the other layers ``l`` of the superblock (the *reusing* layers) use them with their own
+values and output projection, plus a linear compensation of their normalised input
+``u_l = input_layernorm(x_l)`` (the tensor that feeds q/k/v):
+
+    a_l = o_proj_l(P_r @ V_l) + W_c^l u_l                                      (Eq. 2)
+    x_l + a_l -> residual stream (the MLP half of the layer is unchanged)
+
+Grouping (official rule, 0-based layers): layer ``l`` computes its own softmax iff
+``(l - start) % group_size == 0 or l < start or l >= end``; every other layer reuses the
+probabilities of ``start + ((l - start) // group_size) * group_size``.
+
+Unlike the official code, the savings are real: a reusing layer has no ``q_proj``/``k_proj``,
+computes neither Q nor K nor a softmax, and caches only V (its cache layer holds zero-width
+keys). ``uniattn_sharing="kv"`` gives the paper's cross-layer KV-sharing baseline (CLA) on the
+same groups: reusing layers keep their own Q and o_proj and attend to the root's cached K/V.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from repro_core.layers import Attention, apply_rotary, attention_flops_per_token, sdpa
+from repro_core.modeling import DecoderConfig, DecoderLM
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+
+SHARING_MODES = ("softmax", "kv")
+
+
+class UniAttnConfig(DecoderConfig):
+    """:class:`~repro_core.modeling.DecoderConfig` plus the superblock grouping.
+
+    Args:
+        uniattn_group_size: superblock size g (official ``grouping_idx``); 1 = no unification.
+        uniattn_start: first layer of the first superblock b (``grouping_begin_idx``).
+        uniattn_end: layers ``>= end`` are untouched (``grouping_end_idx``, exclusive).
+        uniattn_sharing: ``"softmax"`` = UniAttn (share P_root); ``"kv"`` = cross-layer KV
+            sharing (CLA baseline: share the root's post-RoPE K and V).
+        uniattn_compensation: add ``W_c u_l`` in reusing layers (``False`` = the paper's
+            "softmax unification only" ablation).
+        uniattn_drop_unused_qk: reusing layers have no q_proj/k_proj (True, the efficient path).
+            False keeps them (unused, no gradient) so that an official checkpoint loads verbatim.
+    """
+
+    model_type = "repro_uniattn"
+
+    def __init__(
+        self,
+        uniattn_group_size: int = 1,
+        uniattn_start: int = 0,
+        uniattn_end: int = 0,
+        uniattn_sharing: str = "softmax",
+        uniattn_compensation: bool = True,
+        uniattn_drop_unused_qk: bool = True,
+        **kwargs,
+    ):
+        self.uniattn_group_size = int(uniattn_group_size)
+        self.uniattn_start = int(uniattn_start)
+        self.uniattn_end = int(uniattn_end)
+        self.uniattn_sharing = uniattn_sharing
+        self.uniattn_compensation = bool(uniattn_compensation)
+        self.uniattn_drop_unused_qk = bool(uniattn_drop_unused_qk)
+        super().__init__(**kwargs)
+        if self.uniattn_group_size < 1:
+            raise ValueError(f"uniattn_group_size={uniattn_group_size} must be >= 1")
+        if self.uniattn_start < 0 or self.uniattn_end < 0:
+            raise ValueError(
+                f"uniattn_start={uniattn_start}, uniattn_end={uniattn_end} must be >= 0"
+            )
+        if uniattn_sharing not in SHARING_MODES:
+            raise ValueError(
+                f"uniattn_sharing={uniattn_sharing!r} is invalid: allowed {' | '.join(SHARING_MODES)}"
+            )
+
+    def root_of(self, layer_idx: int) -> int | None:
+        """The root whose attention this layer reuses, or None if it computes its own."""
+        g, b, e = self.uniattn_group_size, self.uniattn_start, self.uniattn_end
+        if layer_idx < b or layer_idx >= e or (layer_idx - b) % g == 0:
+            return None
+        return b + ((layer_idx - b) // g) * g
+
+    def reusing_layers(self) -> dict[int, int]:
+        """``{reusing layer: its root}`` in ascending layer order."""
+        out = {}
+        for layer in range(self.num_hidden_layers):
+            root = self.root_of(layer)
+            if root is not None:
+                out[layer] = root
+        return out
+
+    def superblocks(self) -> list[list[int]]:
+        """Superblocks with at least one reusing layer, root first."""
+        groups: dict[int, list[int]] = {}
+        for layer, root in self.reusing_layers().items():
+            groups.setdefault(root, [root]).append(layer)
+        return list(groups.values())
+
+
+def causal_scores_mask(attention_mask, query_len: int, key_len: int, device) -> torch.Tensor | None:
+    """Boolean (B|1, 1, T, S) mask (True = may attend) for an explicit softmax.
+
+    ``attention_mask`` is the core's mask (``build_attention_mask``); None there means plain
+    causal attention (T == S) or one new token attending to every cached key (T == 1).
+    """
+    if attention_mask is not None:
+        return attention_mask
+    if query_len == 1:
+        return None
+    q_pos = torch.arange(key_len - query_len, key_len, device=device)
+    k_pos = torch.arange(key_len, device=device)
+    return (k_pos[None, :] <= q_pos[:, None])[None, None]
+
+
+def grouped(t: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
+    """(B, H, T, S) -> (B, Hkv, H/Hkv, T, S): query heads grouped by the kv head they use."""
+    B, H, T, S = t.shape
+    return t.view(B, num_kv_heads, H // num_kv_heads, T, S)
+
+
+class Compensation(nn.Module):
+    """``u @ weight.T`` with ``weight`` (out = D, in = D), the nn.Linear layout (official
+    ``v2_proj``). A raw parameter (not nn.Linear) so that it starts at zero, not random, when
+    a base checkpoint is loaded: a zero compensation leaves unification alone unchanged."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(out_features, in_features))
+
+    def init_parameters(self, std: float) -> None:
+        from transformers import initialization as init
+
+        init.zeros_(self.weight)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return F.linear(u, self.weight)
+
+
+class UniAttnAttention(Attention):
+    """Attention of one layer: a normal layer, a root that publishes P (or K/V), or a reusing
+    layer. Called as ``attn(u, (cos, sin), mask, cache, state) -> (B, T, D)``."""
+
+    def __init__(self, config: UniAttnConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.sharing = config.uniattn_sharing
+        self.root = config.root_of(layer_idx)
+        self.publishes = layer_idx in set(config.reusing_layers().values())
+        self.compensation = None
+        if self.root is not None:
+            d = config.hidden_size
+            if self.sharing == "softmax":
+                if config.uniattn_drop_unused_qk:
+                    del self.q_proj, self.k_proj  # never used: P comes from the root
+                if config.uniattn_compensation:
+                    self.compensation = Compensation(d, d)
+            else:  # CLA: own queries, the root's keys and values
+                del self.k_proj, self.v_proj
+
+    @property
+    def role(self) -> str:
+        if self.root is not None:
+            return "reusing"
+        return "root" if self.publishes else "plain"
+
+    def forward(self, x, position_embeddings, attention_mask, past_key_values=None, state=None):
+        if self.root is not None:
+            if self.sharing == "softmax":
+                return self.forward_reusing_softmax(x, attention_mask, past_key_values, state)
+            return self.forward_reusing_kv(x, position_embeddings, attention_mask, state)
+        if not self.publishes:
+            return super().forward(x, position_embeddings, attention_mask, past_key_values, state)
+        B, T, _ = x.shape
+        q, k, v = self.project_qkv(x, position_embeddings)  # (B,H,T,hd), (B,Hkv,T,hd) x 2
+        if past_key_values is not None:
+            k, v = past_key_values.update(k, v, self.layer_idx)  # (B, Hkv, S, hd)
+        if self.sharing == "kv":
+            state.shared[f"uniattn_kv_{self.layer_idx}"] = (k, v)
+            out = sdpa(q, k, v, attention_mask, self.dropout if self.training else 0.0)
+        else:
+            # Eq. 1, written out because SDPA does not return P.
+            S = k.shape[2]
+            scores = grouped(q, self.num_kv_heads) @ k[:, :, None].transpose(-1, -2)
+            scores = scores / math.sqrt(self.head_dim)  # (B, Hkv, H/Hkv, T, S)
+            mask = causal_scores_mask(attention_mask, T, S, x.device)
+            if mask is not None:  # (B|1, 1, T, S) -> (B|1, 1, 1, T, S)
+                scores = scores.masked_fill(~mask[:, :, None], float("-inf"))
+            probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+            if self.training and self.dropout:
+                probs = F.dropout(probs, self.dropout)
+            # shared post-dropout P, one per query head (B, H, T, S), not detached (the root's
+            # W_q/W_k learn from every layer of the superblock)
+            state.shared[f"uniattn_probs_{self.layer_idx}"] = probs.flatten(1, 2)
+            out = (probs @ v[:, :, None]).flatten(1, 2)  # (B, H, T, hd)
+        out = out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)
+        return self.o_proj(out)
+
+    def forward_reusing_softmax(self, x, attention_mask, past_key_values, state):
+        """Eq. 2: o_proj(P_root @ V_l) + W_c u_l; no Q, no K, no softmax; V-only cache."""
+        B, T, _ = x.shape
+        probs = state.shared[f"uniattn_probs_{self.root}"]  # (B, H, T, S)
+        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if past_key_values is not None:
+            # zero-width keys: the cache layer holds V only (no K bytes)
+            _, v = past_key_values.update(v[..., :0], v, self.layer_idx)  # v (B, Hkv, S, hd)
+        out = (grouped(probs, self.num_kv_heads) @ v[:, :, None]).flatten(1, 2)  # (B,H,T,hd)
+        out = self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+        if self.compensation is not None:
+            out = out + self.compensation(x)  # after o_proj, before the residual add
+        return out
+
+    def forward_reusing_kv(self, x, position_embeddings, attention_mask, state):
+        """CLA baseline: own queries, the root's (cached) post-RoPE keys and values."""
+        B, T, _ = x.shape
+        k, v = state.shared[f"uniattn_kv_{self.root}"]
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        cos, sin = position_embeddings
+        q = apply_rotary(q, cos, sin)
+        out = sdpa(q, k, v, attention_mask, self.dropout if self.training else 0.0)
+        out = self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+        if self.compensation is not None:
+            out = out + self.compensation(x)
+        return out
+
+    def attention_flops_per_token(self, seq_len: int) -> float:
+        """QK^T + PV, or PV only for a layer that reuses P."""
+        full = attention_flops_per_token(self.num_heads, self.head_dim, seq_len)
+        return full / 2 if (self.root is not None and self.sharing == "softmax") else full
+
+
+class UniAttnForCausalLM(DecoderLM):
+    """The core decoder with :class:`UniAttnAttention` in every layer."""
+
+    config_class = UniAttnConfig
+    attention_class = UniAttnAttention
+
+    def softmax_layers(self) -> list[int]:
+        """Layers that compute a softmax per forward."""
+        c = self.config
+        reusing = c.reusing_layers() if c.uniattn_sharing == "softmax" else {}
+        return [i for i in range(c.num_hidden_layers) if i not in reusing]
+
+
+AutoConfig.register(UniAttnConfig.model_type, UniAttnConfig, exist_ok=True)
+AutoModelForCausalLM.register(UniAttnConfig, UniAttnForCausalLM, exist_ok=True)
+
+
+def kv_cache_bytes(cache) -> int:
+    """Bytes held by every tensor of a ``DynamicCache`` (keys + values of all layers)."""
+    total = 0
+    for layer in cache.layers:
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if t is not None:
+                total += t.numel() * t.element_size()
+    return total
+
+
+__all__ = [
+    "SHARING_MODES",
+    "Compensation",
+    "UniAttnAttention",
+    "UniAttnConfig",
+    "UniAttnForCausalLM",
+    "kv_cache_bytes",
+]
