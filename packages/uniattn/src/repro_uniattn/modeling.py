@@ -28,7 +28,13 @@ import math
 
 import torch
 import torch.nn.functional as F
-from repro_core.layers import Attention, apply_rotary, attention_flops_per_token, sdpa
+from repro_core.layers import (
+    Attention,
+    apply_rotary,
+    attention_flops_per_token,
+    fused_linear,
+    sdpa,
+)
 from repro_core.modeling import DecoderConfig, DecoderLM
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -134,6 +140,7 @@ class Compensation(nn.Module):
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(out_features, in_features))
+        self.bias = None  # no bias, as the official v2_proj of LLaMA
 
     def init_parameters(self, std: float) -> None:
         from transformers import initialization as init
@@ -187,8 +194,10 @@ class UniAttnAttention(Attention):
         else:
             # Eq. 1, written out because SDPA does not return P.
             S = k.shape[2]
-            scores = grouped(q, self.num_kv_heads) @ k[:, :, None].transpose(-1, -2)
-            scores = scores / math.sqrt(self.head_dim)  # (B, Hkv, H/Hkv, T, S)
+            q = q * (1.0 / math.sqrt(self.head_dim))  # scale the (T, hd) queries, not (T, S)
+            scores = grouped(q, self.num_kv_heads) @ k[:, :, None].transpose(
+                -1, -2
+            )  # (B, Hkv, H/Hkv, T, S)
             mask = causal_scores_mask(attention_mask, T, S, x.device)
             if mask is not None:  # (B|1, 1, T, S) -> (B|1, 1, 1, T, S)
                 scores = scores.masked_fill(~mask[:, :, None], float("-inf"))
@@ -206,14 +215,25 @@ class UniAttnAttention(Attention):
         """Eq. 2: o_proj(P_root @ V_l) + W_c u_l; no Q, no K, no softmax; V-only cache."""
         B, T, _ = x.shape
         probs = state.shared[f"uniattn_probs_{self.root}"]  # (B, H, T, S)
-        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        kv_size = self.num_kv_heads * self.head_dim
+        comp = None
+        if self.compensation is not None and self.v_proj.bias is None:
+            # V_l and W_c u_l read the same u_l: one GEMM (B, T, Hkv*hd + D)
+            v, comp = fused_linear(x, (self.v_proj, self.compensation)).split(
+                (kv_size, x.shape[-1]), dim=-1
+            )
+        else:
+            v = self.v_proj(x)
+            if self.compensation is not None:
+                comp = self.compensation(x)
+        v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
         if past_key_values is not None:
             # zero-width keys: the cache layer holds V only (no K bytes)
             _, v = past_key_values.update(v[..., :0], v, self.layer_idx)  # v (B, Hkv, S, hd)
         out = (grouped(probs, self.num_kv_heads) @ v[:, :, None]).flatten(1, 2)  # (B,H,T,hd)
         out = self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
-        if self.compensation is not None:
-            out = out + self.compensation(x)  # after o_proj, before the residual add
+        if comp is not None:
+            out = out + comp  # Eq. 2: W_c u_l after o_proj, before the residual add
         return out
 
     def forward_reusing_kv(self, x, position_embeddings, attention_mask, state):

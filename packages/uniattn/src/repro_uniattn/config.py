@@ -1,0 +1,110 @@
+"""``model`` section of a UniAttn run: which arm, the grouping, the W_c init and the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from repro_core.config import ConfigError, ModelConfig, check, resolve_base
+
+from .convert import INIT_METHODS
+
+VARIANTS = ("base", "uniattn", "softmax", "cla")
+
+
+@dataclass
+class UniAttnModelConfig(ModelConfig):
+    """:class:`~repro_core.config.ModelConfig` plus the UniAttn switches.
+
+    ``variant``: ``base`` = the unchanged decoder (standard fine-tuning); ``uniattn`` =
+    softmax unification + W_c; ``softmax`` = unification without W_c (ablation); ``cla`` =
+    cross-layer KV sharing on the same superblocks (baseline).
+    ``group_size`` / ``start`` / ``end``: superblock rule (official ``grouping_idx``,
+    ``grouping_begin_idx``, ``grouping_end_idx``).
+    ``compensation_init``: ``lsq_tokens`` (all-token ridge, default) | ``lsq_official``
+    (position-wise means + pinv, as the official code) | ``zero``; fitted on
+    ``calibration_blocks`` blocks of ``data.seq_len`` tokens of the training corpus, with relative
+    ridge ``ridge``. ``stage1_steps`` > 0: first train only W_c for that many steps (stage 1),
+    then everything for ``train.max_steps`` (stage 2, fresh optimizer), as the paper's
+    two-stage post-training; ``stage1_train_lm_head`` also trains the head in stage 1 (an
+    official-code quirk, off by default).
+    """
+
+    variant: Literal["base", "uniattn", "softmax", "cla"] = "uniattn"
+    group_size: int = 2
+    start: int = 2
+    end: int = 4
+    compensation_init: str = "lsq_tokens"
+    ridge: float = 1e-3
+    calibration_blocks: int = 32
+    stage1_steps: int = 0
+    stage1_train_lm_head: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.variant in VARIANTS, "model.variant", self.variant, " | ".join(VARIANTS))
+        check(self.group_size >= 1, "model.group_size", self.group_size, "an integer >= 1")
+        check(self.start >= 0, "model.start", self.start, "a layer index >= 0")
+        check(self.end > self.start, "model.end", self.end, f"> model.start={self.start}")
+        check(
+            self.compensation_init in INIT_METHODS,
+            "model.compensation_init",
+            self.compensation_init,
+            " | ".join(INIT_METHODS),
+        )
+        check(self.ridge >= 0, "model.ridge", self.ridge, ">= 0")
+        check(
+            self.calibration_blocks >= 1,
+            "model.calibration_blocks",
+            self.calibration_blocks,
+            ">= 1",
+        )
+        check(
+            self.stage1_steps >= 0, "model.stage1_steps", self.stage1_steps, ">= 0 (0 = one stage)"
+        )
+        if self.stage1_steps and self.variant != "uniattn":
+            raise ConfigError(
+                f"model.stage1_steps={self.stage1_steps} is only meaningful with "
+                "model.variant=uniattn (stage 1 trains W_c only); set it to 0"
+            )
+
+    def uniattn_kwargs(self) -> dict:
+        return dict(
+            group_size=self.group_size,
+            start=self.start,
+            end=self.end,
+            sharing="kv" if self.variant == "cla" else "softmax",
+            compensation=self.variant == "uniattn",
+        )
+
+    def build(self, vocab_size: int, max_position_embeddings: int):
+        """The model of this arm: fresh, converted from ``init_from`` (W_c = 0; the train entry
+        point fits it), or loaded as is when ``init_from`` already holds a UniAttn model."""
+        from repro_core.modeling import DecoderConfig, DecoderLM, load_llama_checkpoint
+
+        from .convert import convert_checkpoint, convert_state_dict
+        from .modeling import UniAttnForCausalLM
+
+        if self.init_from:
+            path = resolve_base(self.init_from)
+            if is_uniattn_checkpoint(path):
+                return UniAttnForCausalLM.from_pretrained(path)
+            if self.variant == "base":
+                return load_llama_checkpoint(path)
+            return convert_checkpoint(path, **self.uniattn_kwargs()).train()
+        config = DecoderConfig(**self.decoder_kwargs(vocab_size, max_position_embeddings))
+        if self.variant == "base":
+            return DecoderLM(config)
+        base = DecoderLM(config)
+        return convert_state_dict(config, base.state_dict(), **self.uniattn_kwargs()).train()
+
+
+def is_uniattn_checkpoint(path: str | Path) -> bool:
+    import json
+
+    config = Path(path) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") == "repro_uniattn"
+
+
+__all__ = ["VARIANTS", "UniAttnModelConfig", "is_uniattn_checkpoint"]

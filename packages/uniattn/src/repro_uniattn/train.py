@@ -1,0 +1,130 @@
+"""``repro-uniattn-train``: post-train a Llama checkpoint as UniAttn (or one of its baselines).
+
+    repro-uniattn-train --preset tiny                                    # UniAttn, LS init, 2 stages
+    repro-uniattn-train --preset tiny --set model.variant=base           # standard fine-tuning
+    repro-uniattn-train --preset tiny --set model.variant=cla            # cross-layer KV sharing
+    repro-uniattn-train --preset tiny --set model.init_from=/models/llama --set model.start=16 \\
+        --set model.end=33 --set model.group_size=4                      # your own checkpoint
+    accelerate launch --config_file shared/configs/accelerate/multi-gpu.yaml -m repro_uniattn.train --preset small
+    repro-uniattn-train --preset tiny --run-dir runs/ua --resume         # continue a run
+
+With ``model.variant=uniattn`` the W_c of each reusing layer is first fitted by sequential least
+squares on ``model.calibration_blocks`` training blocks (``model.compensation_init``). With
+``model.stage1_steps`` > 0, stage 1 (W_c only) runs in ``<run-dir>/stage1`` and stage 2 (full
+fine-tuning, fresh optimizer, ``train.max_steps``) in ``<run-dir>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from repro_core.config import load_config, package_preset_dirs, resolve_base
+from repro_core.data import get_tokenizer, resolve_corpus
+from repro_core.train import Trainer, build_arg_parser, list_checkpoints
+
+from .config import UniAttnModelConfig, is_uniattn_checkpoint
+from .task import resolve_task_corpus
+
+
+def reset_accelerate() -> None:
+    """Forget the accelerate singletons so another Trainer can start in this process."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def build_model(cfg, tokenizer, log=print):
+    """The arm's model; for ``uniattn`` converted from a base, W_c fitted on calibration data."""
+    m = cfg.model
+    model = m.build(vocab_size=len(tokenizer), max_position_embeddings=cfg.data.seq_len)
+    fresh_conversion = (
+        m.variant == "uniattn"
+        and m.init_from
+        and not is_uniattn_checkpoint(resolve_base(m.init_from))
+    )
+    if fresh_conversion and m.compensation_init != "zero":
+        from repro_core.modeling import load_llama_checkpoint
+
+        from .convert import calibration_blocks, fit_compensation
+
+        ids = calibration_blocks(
+            tokenizer, cfg.data.corpus, m.calibration_blocks, cfg.data.seq_len, cfg.seed
+        )
+        base = load_llama_checkpoint(resolve_base(m.init_from))
+        report = fit_compensation(model, base, ids, m.compensation_init, m.ridge)
+        log(f"[uniattn] W_c init {m.compensation_init}: {json.dumps(report)}")
+        model.compensation_report = report
+    return model.train()
+
+
+def run(cfg, run_dir: Path, resume: bool = False) -> dict:
+    """Train one arm (one or two stages); returns the final stage's results."""
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, corpus=resolve_task_corpus(cfg.data.corpus))
+    )
+    m = cfg.model
+    tokenizer = (
+        get_tokenizer(resolve_base(m.init_from))
+        if m.init_from
+        else get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
+    )
+    run_dir = Path(run_dir)
+    if m.stage1_steps:
+        stage1_dir = run_dir / "stage1"
+        if not (resume and (stage1_dir / "results.json").is_file()):
+            trainable = "compensation" + ("|lm_head" if m.stage1_train_lm_head else "")
+            t = cfg.train
+            stage1 = dataclasses.replace(
+                cfg,
+                train=dataclasses.replace(
+                    t,
+                    max_steps=m.stage1_steps,
+                    warmup_steps=min(t.warmup_steps, m.stage1_steps),
+                    trainable=trainable,
+                    eval_every=0,
+                    save_every=0,
+                ),
+                name=f"{cfg.name}-stage1",
+            )
+            Trainer(
+                stage1, stage1_dir, model=build_model(cfg, tokenizer), tokenizer=tokenizer
+            ).train()
+            reset_accelerate()
+        # stage 2 reloads the stage-1 model, as the official code: fresh optimizer and schedule
+        from .modeling import UniAttnForCausalLM
+
+        model = UniAttnForCausalLM.from_pretrained(stage1_dir / "final").train()
+    else:
+        model = build_model(cfg, tokenizer)
+    return Trainer(cfg, run_dir, model=model, tokenizer=tokenizer).train(resume=resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_arg_parser("repro-uniattn-train", __doc__.split("\n\n")[0]).parse_args(argv)
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = load_config(args.preset, overrides, UniAttnModelConfig, package_preset_dirs(__file__))
+    if args.print_config:
+        print(cfg.to_yaml())
+        return 0
+    run_dir = Path(args.run_dir or f"runs/{cfg.name}-{Path(args.preset).stem}-seed{cfg.seed}")
+    if not args.resume and list_checkpoints(run_dir):
+        print(
+            f"{run_dir} already holds checkpoints: pass --resume to continue it or choose another --run-dir",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.resume and (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()
+    results = run(cfg, run_dir, resume=args.resume)
+    print(
+        f"[done] val loss {results['val_loss']:.4f} | val ppl {results['val_perplexity']:.2f} | run dir {run_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
