@@ -39,7 +39,10 @@ def reset_accelerate() -> None:
 
 def build_model(cfg, tokenizer, log=print):
     """The arm's model; for ``uniattn`` converted from a base, W_c fitted on calibration data."""
+    from accelerate.utils import set_seed
+
     m = cfg.model
+    set_seed(cfg.seed)  # a fresh model (no init_from) is the same for every arm of a seed
     model = m.build(vocab_size=len(tokenizer), max_position_embeddings=cfg.data.seq_len)
     fresh_conversion = (
         m.variant == "uniattn"

@@ -1,0 +1,448 @@
+"""UniAttn vs standard fine-tuning, its ablations and cross-layer KV sharing; ``make reproduce-uniattn``.
+
+    python -m repro_uniattn.reproduce --preset tiny                      # 5 arms x 3 seeds + costs
+    python -m repro_uniattn.reproduce --preset tiny --seeds 0 --arms finetune,uniattn
+    python -m repro_uniattn.reproduce --preset tiny --report-only        # rebuild the report
+
+Every arm post-trains the same base checkpoint (``model.init_from`` of the preset: ``make base``
+or ``REPRO_BASE``) on the same data, steps, learning rate and seeds; UniAttn arms run their
+stage 1 (W_c only, ``model.stage1_steps``) before the shared stage 2 (the official schedule).
+Each final model is scored on the held-out task (response loss, exact match), on the base
+corpus (perplexity: forgetting) and for cost (KV bytes per token, softmax calls, parameters);
+prefill and decode latency are measured on CPU for seed 0, interleaved with the base model.
+Run directories: ``runs/uniattn/<preset>/<arm>/seed<seed>`` (finished runs are reused). Writes
+``results/<preset>/{results.json, results.md, uniattn.png}`` and the README results block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from repro_core.config import load_config, package_preset_dirs, resolve_base
+
+from .config import UniAttnModelConfig
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+ARMS = {
+    "finetune": ["model.variant=base", "model.stage1_steps=0"],
+    "uniattn": ["model.variant=uniattn"],
+    "uniattn-zero-init": ["model.variant=uniattn", "model.compensation_init=zero"],
+    "softmax-only": ["model.variant=softmax", "model.stage1_steps=0"],
+    "cla": ["model.variant=cla", "model.stage1_steps=0"],
+}
+LABELS = {
+    "base": "base model (no post-training)",
+    "finetune": "standard full fine-tuning",
+    "uniattn": "UniAttn (LS init, 2 stages)",
+    "uniattn-zero-init": "UniAttn (W_c = 0 init, 2 stages)",
+    "softmax-only": "unification without W_c",
+    "cla": "cross-layer KV sharing (CLA)",
+}
+METRICS = ("task_loss", "task_accuracy", "base_perplexity")
+
+
+def runs_root(preset: str) -> Path:
+    return Path(os.environ.get("REPRO_RUNS_DIR", "runs")) / "uniattn" / preset
+
+
+def arm_config(preset: str, arm: str, seed: int, extra: list[str]):
+    overrides = ARMS[arm] + [f"seed={seed}", f"name=uniattn-{arm}"] + list(extra)
+    return load_config(preset, overrides, UniAttnModelConfig, package_preset_dirs(__file__))
+
+
+def run_one(preset: str, arm: str, seed: int, extra: list[str], eval_batches: int) -> dict:
+    """Train (unless finished) and evaluate one arm/seed; returns its metrics."""
+    from repro_core.evaluate import load_run
+
+    from .evaluate import evaluate_model
+    from .train import reset_accelerate, run
+
+    run_dir = runs_root(preset) / arm / f"seed{seed}"
+    eval_file = run_dir / "eval.json"
+    if eval_file.is_file():
+        return json.loads(eval_file.read_text())
+    cfg = arm_config(preset, arm, seed, extra)
+    start = time.perf_counter()
+    if not (run_dir / "results.json").is_file():
+        run(cfg, run_dir)
+        reset_accelerate()
+    train_seconds = time.perf_counter() - start
+    model, tok, saved = load_run(run_dir)
+    out = evaluate_model(
+        model.eval(), tok, saved["data"]["corpus"], "wikitext-2", 256, eval_batches
+    )
+    out.update(arm=arm, seed=seed, wall_seconds=train_seconds)
+    eval_file.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def evaluate_base(preset: str, extra: list[str], eval_batches: int) -> dict:
+    from repro_core.data import get_tokenizer
+    from repro_core.modeling import load_llama_checkpoint
+
+    from .evaluate import evaluate_model
+    from .task import resolve_task_corpus
+
+    cfg = arm_config(preset, "finetune", 0, extra)
+    path = resolve_base(cfg.model.init_from)
+    model = load_llama_checkpoint(path).eval()
+    return evaluate_model(
+        model,
+        get_tokenizer(path),
+        resolve_task_corpus(cfg.data.corpus),
+        "wikitext-2",
+        256,
+        eval_batches,
+    )
+
+
+def measure_costs(preset: str, extra: list[str], prefill: int, decode: int, repeats: int) -> dict:
+    """Latency / KV / softmax / parameter ratios of each arm's seed-0 model to the base."""
+    from repro_core.modeling import load_llama_checkpoint
+    from transformers import AutoModelForCausalLM
+
+    from . import modeling  # noqa: F401
+    from .bench import measure_inference
+
+    cfg = arm_config(preset, "finetune", 0, extra)
+    models = {"base": load_llama_checkpoint(resolve_base(cfg.model.init_from))}
+    for arm in ARMS:
+        final = runs_root(preset) / arm / "seed0" / "final"
+        if final.is_dir() and arm != "finetune":  # finetune has the base architecture
+            models[arm] = AutoModelForCausalLM.from_pretrained(final)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: less noise from a shared machine
+    try:
+        raw = measure_inference(models, prefill, decode, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    base = raw["base"]
+    keys = (
+        "prefill_seconds",
+        "decode_seconds",
+        "kv_bytes_per_token",
+        "softmax_calls_per_token",
+        "parameters",
+    )
+    return {name: {**r, **{f"{k}_ratio": r[k] / base[k] for k in keys}} for name, r in raw.items()}
+
+
+def mean_std(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    by_arm: dict[str, list[dict]] = {}
+    for r in runs:
+        by_arm.setdefault(r["arm"], []).append(r)
+    return {
+        arm: {
+            m: mean_std([r[m] for r in rs]) for m in METRICS + ("kv_bytes_per_token", "parameters")
+        }
+        for arm, rs in by_arm.items()
+    }
+
+
+def compare(method: dict, baseline: dict, lower_is_better: bool, close: bool = False) -> str:
+    """Verdict from means and stds: a difference counts when it exceeds the pooled std."""
+    diff = method["mean"] - baseline["mean"]
+    noise = max((method["std"] ** 2 + baseline["std"] ** 2) ** 0.5, 1e-12)
+    if close:  # "method is close to baseline": within 2 std or 2 % of the baseline
+        return (
+            "reproduced"
+            if abs(diff) <= max(2 * noise, 0.02 * abs(baseline["mean"]))
+            else "not at this scale"
+        )
+    better = -diff if lower_is_better else diff
+    if better > noise:
+        return "reproduced"
+    if better < -noise:
+        return "contradicted"
+    return "not at this scale"
+
+
+def claims(summary: dict, costs: dict) -> list[dict]:
+    out = []
+
+    def add(claim, source, metric, arm, base, lower, close=False):
+        if arm in summary and base in summary:
+            m, b = summary[arm][metric], summary[base][metric]
+            out.append(
+                dict(
+                    claim=claim,
+                    source=source,
+                    metric=metric,
+                    method=arm,
+                    baseline=base,
+                    method_value=m,
+                    baseline_value=b,
+                    verdict=compare(m, b, lower, close),
+                )
+            )
+
+    add(
+        "UniAttn matches standard post-training",
+        "arxivlens summary (3P); abstract framing",
+        "task_loss",
+        "uniattn",
+        "finetune",
+        True,
+        close=True,
+    )
+    add(
+        "cross-layer KV sharing leads to significant performance degradation",
+        "abstract v1",
+        "task_loss",
+        "uniattn",
+        "cla",
+        True,
+    )
+    add(
+        "cross-layer KV sharing leads to significant performance degradation",
+        "abstract v1",
+        "task_accuracy",
+        "uniattn",
+        "cla",
+        False,
+    )
+    add(
+        "W_c matters (ablation)",
+        "spec §1.7 claim 3 [U]",
+        "task_loss",
+        "uniattn",
+        "softmax-only",
+        True,
+    )
+    add(
+        "the LS init matters (ablation)",
+        "spec §4.2",
+        "task_loss",
+        "uniattn",
+        "uniattn-zero-init",
+        True,
+    )
+    if "uniattn" in costs:
+        for key in ("kv_bytes_per_token", "decode_seconds", "prefill_seconds"):
+            ratio = costs["uniattn"][f"{key}_ratio"]
+            out.append(
+                dict(
+                    claim="Reducing Inference Costs via Softmax Unification",
+                    source="title",
+                    metric=f"{key} / base",
+                    method="uniattn",
+                    baseline="base",
+                    method_value={"mean": ratio, "std": 0.0, "n": 1},
+                    baseline_value={"mean": 1.0, "std": 0.0, "n": 1},
+                    verdict="reproduced"
+                    if ratio < (1.0 if key == "kv_bytes_per_token" else 0.97)
+                    else "not at this scale",
+                )
+            )
+    return out
+
+
+def fmt(stat: dict, digits: int = 3) -> str:
+    if stat["n"] > 1:
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f}"
+
+
+def to_markdown(report: dict) -> str:
+    s, costs = report["summary"], report["costs"]
+    base = report.get("base_model", {})
+    lines = [
+        f"# UniAttn, preset `{report['preset']}`",
+        "",
+        f"Base: `{report['base_checkpoint']}`. Seeds {report['seeds']}; mean ± std over seeds. "
+        f"Hardware: {report['hardware']}. Wall time {report['wall_seconds'] / 60:.1f} min, {report['date']}.",
+        "",
+        "| arm | task loss | task exact match | base-corpus ppl | KV bytes/token | softmax calls | params | prefill time / base | decode time / base |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    if base:
+        lines.append(
+            f"| {LABELS['base']} | {base['task_loss']:.3f} | {base['task_accuracy']:.3f} | "
+            f"{base['base_perplexity']:.1f} | {base['kv_bytes_per_token']:.0f} | "
+            f"{base['softmax_calls_per_token']} | {base['parameters']:,} | 1 | 1 |"
+        )
+    for arm, st in s.items():
+        c = costs.get(arm, costs.get("base") if arm == "finetune" else None) or {}
+        ratio = lambda k, c=c: f"{c[k]:.2f}" if k in c else "n/a"  # noqa: E731
+        lines.append(
+            f"| {LABELS.get(arm, arm)} | {fmt(st['task_loss'])} | {fmt(st['task_accuracy'])} | "
+            f"{fmt(st['base_perplexity'], 1)} | {st['kv_bytes_per_token']['mean']:.0f} "
+            f"({c.get('kv_bytes_per_token_ratio', 1):.3f}x) | "
+            f"{c.get('softmax_calls_per_token', base.get('softmax_calls_per_token', 'n/a'))} | "
+            f"{int(st['parameters']['mean']):,} | {ratio('prefill_seconds_ratio')} | {ratio('decode_seconds_ratio')} |"
+        )
+    if costs:
+        b = costs["base"]
+        lines += [
+            "",
+            f"Latency: batch 1, {b['prefill_tokens']}-token prefill then {b['decode_tokens']} greedy "
+            f"decode steps with the cache, 1 CPU thread, median of {report['latency_repeats']} interleaved "
+            f"rounds; base: prefill {b['prefill_seconds']:.3f} s, decode {b['decode_seconds']:.3f} s.",
+        ]
+    lines += [
+        "",
+        "## Claims",
+        "",
+        "| claim | source | metric | method vs baseline | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in report["claims"]:
+        lines.append(
+            f'| "{c["claim"]}" | {c["source"]} | {c["metric"]} | {c["method"]} {fmt(c["method_value"])} '
+            f"vs {c['baseline']} {fmt(c['baseline_value'])} | {c['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = report["summary"]
+    arms = list(s)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, metric in zip(axes, ("task_loss", "base_perplexity")):
+        ax.bar(
+            range(len(arms)),
+            [s[a][metric]["mean"] for a in arms],
+            yerr=[s[a][metric]["std"] for a in arms],
+            color="tab:blue",
+        )
+        ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=8)
+        ax.set_title(metric)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def update_readme(report: dict, readme: Path) -> None:
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if not readme.is_file():
+        return
+    text = readme.read_text()
+    if start not in text or end not in text:
+        return
+    body = to_markdown(report).split("\n", 2)[2]  # drop the title
+    new = text[: text.index(start) + len(start)] + "\n" + body + text[text.index(end) :]
+    readme.write_text(new)
+
+
+def checkpoints() -> dict[str, str]:
+    """Arm -> final model directory of the tiny reproduction (seed 0), for those that exist."""
+    root = runs_root("tiny")
+    return {
+        f"uniattn-{arm}": str(root / arm / "seed0" / "final")
+        for arm in ARMS
+        if (root / arm / "seed0" / "final" / "config.json").is_file()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m repro_uniattn.reproduce", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default=None, help="results folder (default results/<preset>)")
+    p.add_argument("--eval-batches", type=int, default=8, help="base-corpus batches of 8 x 256")
+    p.add_argument("--prefill", type=int, default=1024)
+    p.add_argument("--decode", type=int, default=64)
+    p.add_argument("--latency-repeats", type=int, default=3)
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads for training (0 = default)"
+    )
+    p.add_argument(
+        "--report-only", action="store_true", help="only rebuild the report from eval.json files"
+    )
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        print(f"unknown arms {unknown}; available: {list(ARMS)}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out) if args.out else PACKAGE_ROOT / "results" / args.preset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    runs = []
+    for seed in seeds:
+        for arm in arms:
+            eval_file = runs_root(args.preset) / arm / f"seed{seed}" / "eval.json"
+            if args.report_only:
+                if eval_file.is_file():
+                    runs.append(json.loads(eval_file.read_text()))
+                continue
+            print(f"[reproduce] {arm} seed {seed}", flush=True)
+            runs.append(run_one(args.preset, arm, seed, args.overrides, args.eval_batches))
+    previous = (
+        json.loads((out_dir / "results.json").read_text())
+        if (out_dir / "results.json").is_file()
+        else {}
+    )
+    if args.report_only and previous:
+        base_eval, costs = previous.get("base_model", {}), previous.get("costs", {})
+    else:
+        base_eval = evaluate_base(args.preset, args.overrides, args.eval_batches)
+        costs = measure_costs(
+            args.preset, args.overrides, args.prefill, args.decode, args.latency_repeats
+        )
+    summary = summarize(runs)
+    cfg = arm_config(args.preset, "uniattn", 0, args.overrides)
+    base_path = resolve_base(cfg.model.init_from)
+    base_meta = Path(base_path).parent / "results.json"
+    wall = (
+        time.perf_counter()
+        - start
+        + (previous.get("wall_seconds", 0.0) if args.report_only else 0.0)
+    )
+    report = {
+        "preset": args.preset,
+        "seeds": seeds,
+        "arms": arms,
+        "base_checkpoint": str(base_path),
+        "base_training": json.loads(base_meta.read_text()) if base_meta.is_file() else None,
+        "config": cfg.to_dict(),
+        "base_model": base_eval,
+        "runs": runs,
+        "summary": summary,
+        "costs": costs,
+        "latency_repeats": args.latency_repeats,
+        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}",
+        "wall_seconds": wall,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    report["claims"] = claims(summary, costs)
+    (out_dir / "results.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "results.md").write_text(to_markdown(report))
+    if summary:
+        plot(report, out_dir / "uniattn.png")
+    update_readme(report, PACKAGE_ROOT / "README.md")
+    print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Entry points: two-stage training, the converter CLI, the evaluation and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import repro_uniattn.train as ua_train
+import torch
+from repro_core.config import load_config, package_preset_dirs
+from repro_core.data import get_tokenizer, resolve_corpus
+from repro_core.modeling import DecoderConfig, DecoderLM
+from repro_uniattn import UniAttnForCausalLM
+from repro_uniattn.config import UniAttnModelConfig
+from repro_uniattn.convert import main as convert_main
+from repro_uniattn.reproduce import claims, summarize, to_markdown
+from repro_uniattn.task import evaluate_task, write_corpus
+from transformers import AutoModelForCausalLM
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate():
+    ua_train.reset_accelerate()
+    yield
+    ua_train.reset_accelerate()
+
+
+def test_two_stage_training_trains_only_compensation_first_then_lowers_loss(tmp_path):
+    args = ["--preset", "debug", "--run-dir", str(tmp_path), "--set", "train.progress=false"]
+    assert ua_train.main(args) == 0
+    cfg = load_config("debug", [], UniAttnModelConfig, package_preset_dirs(ua_train.__file__))
+    tok = get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
+    initial = ua_train.build_model(cfg, tok).state_dict()
+    stage1 = UniAttnForCausalLM.from_pretrained(tmp_path / "stage1" / "final").state_dict()
+    for name, value in initial.items():
+        changed = not torch.equal(value, stage1[name])
+        assert changed == ("compensation" in name), name
+    final = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    assert isinstance(final, UniAttnForCausalLM)
+    assert not torch.equal(
+        final.state_dict()["model.layers.0.self_attn.q_proj.weight"],
+        stage1["model.layers.0.self_attn.q_proj.weight"],
+    )
+    losses = [
+        json.loads(line)["lm_loss"]
+        for line in open(tmp_path / "metrics.jsonl")
+        if '"lm_loss"' in line
+    ]
+    assert losses[-1] < losses[0]
+
+
+def test_convert_cli_fits_compensation_and_saves_loadable_model(tmp_path):
+    torch.manual_seed(0)
+    corpus = resolve_corpus("tinyshakespeare")
+    tok = get_tokenizer("bpe:512", corpus)
+    cfg = DecoderConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        initializer_range=0.2,
+    )
+    DecoderLM(cfg).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    out = tmp_path / "uni"
+    argv = [
+        "--base",
+        str(tmp_path / "base"),
+        "--group-size",
+        "3",
+        "--start",
+        "1",
+        "--end",
+        "4",
+        "--out",
+        str(out),
+        "--calib-corpus",
+        "tinyshakespeare",
+        "--calib-blocks",
+        "4",
+        "--calib-seq-len",
+        "32",
+    ]
+    assert convert_main(argv) == 0
+    summary = json.loads((out / "conversion.json").read_text())
+    assert summary["superblocks"] == [[1, 2, 3]]
+    assert summary["dropped_base_weights"] == 4
+    model = AutoModelForCausalLM.from_pretrained(out)
+    for layer in (2, 3):
+        assert model.model.layers[layer].self_attn.compensation.weight.abs().sum() > 0
+        assert summary["compensation_init"][str(layer)]["token_residual"] < 1.0
+
+
+def test_task_evaluation_and_report(tmp_path):
+    corpus = write_corpus(tmp_path / "sft", train=50, valid=10, test=8)
+    tok = get_tokenizer("bpe:512", resolve_corpus("tinyshakespeare"))
+    model = DecoderLM(
+        DecoderConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+        )
+    )
+    out = evaluate_task(model, tok, str(corpus))
+    assert out["task_examples"] == 8 and 0 <= out["task_accuracy"] <= 1 and out["task_loss"] > 0
+    runs = [
+        {
+            "arm": arm,
+            "seed": s,
+            "task_loss": 1.0 + 0.1 * i + 0.01 * s,
+            "task_accuracy": 0.5,
+            "base_perplexity": 50.0,
+            "kv_bytes_per_token": 100.0,
+            "parameters": 10,
+        }
+        for i, arm in enumerate(("finetune", "uniattn", "cla"))
+        for s in range(3)
+    ]
+    summary = summarize(runs)
+    report_claims = claims(summary, {})
+    verdicts = {(c["baseline"], c["metric"]): c["verdict"] for c in report_claims}
+    assert verdicts[("cla", "task_loss")] == "reproduced"
+    assert verdicts[("finetune", "task_loss")] == "not at this scale"
+    md = to_markdown(
+        {
+            "preset": "t",
+            "base_checkpoint": "b",
+            "seeds": [0, 1, 2],
+            "hardware": "cpu",
+            "wall_seconds": 60,
+            "date": "d",
+            "summary": summary,
+            "costs": {},
+            "claims": report_claims,
+            "latency_repeats": 1,
+        }
+    )
+    assert md.rstrip().endswith("|") and "## Claims" in md
