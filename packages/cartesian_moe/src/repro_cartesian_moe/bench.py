@@ -14,10 +14,12 @@ import contextlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
-from repro_cartesian_moe.layers import VARIANTS, build_ffn, run_ffn
 from repro_core.moe import swiglu_mlp
+
+from repro_cartesian_moe.layers import VARIANTS, build_ffn, run_ffn
 
 
 @contextlib.contextmanager
@@ -30,6 +32,51 @@ def intra_op_threads(num_threads: int | None):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def ffn_step_functions(
+    hidden_size: int = 256,
+    dense_hidden_size: int = 512,
+    num_experts: int = 8,
+    batch_size: int = 8,
+    seq_len: int = 256,
+    variants: tuple[str, ...] = VARIANTS,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> dict[str, Callable[[], None]]:
+    """One forward+backward function per block, all on the same (B, T, D) input.
+
+    Keys: "dense" (SwiGLU of width 3W: the activated expert width of the parameter-matched MoE
+    blocks) and each of ``variants``. The MoE blocks add 0.01 x their load-balancing losses to
+    the output, as in training.
+    """
+    torch.manual_seed(seed)
+    blocks = {"dense": swiglu_mlp(hidden_size, 3 * dense_hidden_size)}
+    for variant in variants:
+        blocks[variant] = build_ffn(variant, hidden_size, dense_hidden_size, num_experts)
+    blocks = {name: block.to(device=device, dtype=dtype) for name, block in blocks.items()}
+    h = torch.randn(batch_size, seq_len, hidden_size, device=device, dtype=dtype)
+    x = h.clone().requires_grad_(True)
+
+    def make_step(name: str) -> Callable[[], None]:
+        block = blocks[name]
+
+        def step() -> None:
+            block.zero_grad(set_to_none=True)
+            x.grad = None
+            if name == "dense":
+                out = h + block(x)
+            else:
+                delta, auxes = run_ffn(block, x, h)
+                out = h + delta + 0.01 * sum(a.load_balancing_loss for a in auxes)
+            out.float().pow(2).mean().backward()
+            if device != "cpu":
+                torch.cuda.synchronize()
+
+        return step
+
+    return {name: make_step(name) for name in blocks}
 
 
 def measure_ffn_speed(
@@ -55,40 +102,29 @@ def measure_ffn_speed(
     Returns ``{"config": {...}, "dense_tokens_per_s": float, "variants": {variant:
     {"tokens_per_s": float, "ratio_to_dense": float, "seconds": float}}}``.
     """
-    torch.manual_seed(seed)
     tokens = batch_size * seq_len
-    blocks = {"dense": swiglu_mlp(hidden_size, 3 * dense_hidden_size)}
-    for variant in variants:
-        blocks[variant] = build_ffn(variant, hidden_size, dense_hidden_size, num_experts)
-    blocks = {name: block.to(device=device, dtype=dtype) for name, block in blocks.items()}
-    h = torch.randn(batch_size, seq_len, hidden_size, device=device, dtype=dtype)
-    x = h.clone().requires_grad_(True)
-
-    def step(name: str) -> float:
-        block = blocks[name]
-        block.zero_grad(set_to_none=True)
-        x.grad = None
-        if device != "cpu":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        if name == "dense":
-            out = h + block(x)
-        else:
-            delta, auxes = run_ffn(block, x, h)
-            out = h + delta + 0.01 * sum(a.load_balancing_loss for a in auxes)
-        out.float().pow(2).mean().backward()
-        if device != "cpu":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    seconds: dict[str, list[float]] = {name: [] for name in blocks}
+    steps = ffn_step_functions(
+        hidden_size,
+        dense_hidden_size,
+        num_experts,
+        batch_size,
+        seq_len,
+        variants,
+        device,
+        dtype,
+        seed,
+    )
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
     with intra_op_threads(num_threads):
         threads = torch.get_num_threads()
+        if device != "cpu":
+            torch.cuda.synchronize()
         for round_idx in range(warmup + repeats):
-            for name in blocks:
-                elapsed = step(name)
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step()
                 if round_idx >= warmup:
-                    seconds[name].append(elapsed)
+                    seconds[name].append(time.perf_counter() - start)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     return {
         "config": dict(
@@ -113,5 +149,48 @@ def measure_ffn_speed(
     }
 
 
+PERF_VARIANTS = ("cartesian", "smoe_share", "smoe_top3", "fine_grained")
+
+
+def perf_cases(quick: bool = False) -> list[dict]:
+    """Performance-suite cases (``repro.perf`` entry point): forward+backward of each
+    parameter-matched MoE block against a dense SwiGLU FFN with equal activated parameters
+    (width 3W), tokens/s. ``quick``: small shapes for a smoke run."""
+    shape = dict(hidden_size=256, dense_hidden_size=512, num_experts=8, batch_size=8, seq_len=256)
+    if quick:
+        shape = dict(hidden_size=32, dense_hidden_size=64, num_experts=4, batch_size=2, seq_len=32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps = ffn_step_functions(**shape, variants=PERF_VARIANTS, device=device)
+    tokens = shape["batch_size"] * shape["seq_len"]
+    d, w = shape["hidden_size"], shape["dense_hidden_size"]
+    # fwd+bwd = 3 x forward; forward = 2 x activated FFN weights (3 units of 3·D·W) per token
+    flops = 3 * 2 * 3 * (3 * d * w) * tokens
+    n = shape["num_experts"]
+    return [
+        {
+            "name": f"MoE FFN layer fwd+bwd, D={d}, W={w}, N={n}, {tokens} tokens: {variant}",
+            "unit": "tokens",
+            "work": tokens,
+            "flops": flops,
+            "candidate": (f"{variant} (activates 3W)", steps[variant]),
+            "baseline": (f"dense SwiGLU width 3W={3 * w}", steps["dense"]),
+        }
+        for variant in PERF_VARIANTS
+    ]
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure_ffn_speed(), indent=2))
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="MoE FFN blocks vs dense FFN, fwd+bwd tokens/s")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=None, help="also write the JSON to this file")
+    args = parser.parse_args()
+    result = measure_ffn_speed(repeats=args.repeats, device=args.device, num_threads=args.threads)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")

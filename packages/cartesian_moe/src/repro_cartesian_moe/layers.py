@@ -93,11 +93,13 @@ class CartesianMoEFFN(nn.Module):
             ``out - h = a + b`` (B, T, D), so that the decoder's usual ``h + mlp(u)`` gives the
             block output, and ``[aux_A, aux_B]`` (one :class:`MoEAux` per router).
         """
-        a, aux_a = self.moe_a(hidden_states, token_mask=token_mask)  # sub-layer A on u
-        y = residual + a  # residual around A
-        # The router of B sees RMSNorm_mid(h + A(u)): B's choice depends on A's output.
-        b, aux_b = self.moe_b(self.mid_norm(y), token_mask=token_mask)
-        return a + b, [aux_a, aux_b]
+        # eqs. (1)-(2) of modeling.py: router A, top-2 of N, coef mix with shared expert A
+        a, aux_a = self.moe_a(hidden_states, token_mask=token_mask)  # (B, T, D)
+        y = residual + a  # eq. (3): residual around A
+        # eqs. (4)-(5): the router of B sees RMSNorm_mid(h + A(u)), so B's choice depends on
+        # A's output and a token's expert is the ordered pair (i, j) in S_A x S_B.
+        b, aux_b = self.moe_b(self.mid_norm(y), token_mask=token_mask)  # (B, T, D)
+        return a + b, [aux_a, aux_b]  # eq. (6): out = y + b = h + (a + b)
 
     def init_parameters(self, std: float) -> None:
         self.moe_a.init_parameters(std)
@@ -124,6 +126,7 @@ def build_ffn(
     dense_hidden_size: int,
     num_experts: int,
     *,
+    shared_mix: str = "coef",
     rms_norm_eps: float = 1e-6,
     init_std: float = 0.02,
 ) -> nn.Module:
@@ -144,6 +147,9 @@ def build_ffn(
 
     Extras (not expert parameters): routers N·D (SMoE) or 2N·D (fine-grained, Cartesian);
     mixing layers 2D+2 each (one, or two for Cartesian); the Cartesian mid norm D.
+
+    ``shared_mix`` combines routed and shared output in every variant that has a shared expert:
+    "coef" (learned two-way softmax, the official code) or "add" (plain sum, the paper prose).
     """
     d, w, n = hidden_size, dense_hidden_size, num_experts
     if variant not in VARIANTS:
@@ -152,7 +158,9 @@ def build_ffn(
         raise ValueError(f"dense_hidden_size={w} must be even (half-width experts)")
     common = {"init_std": init_std}
     if variant == "smoe_share":
-        return MoEFeedForward(d, n, w, 2, shared_expert_hidden_size=w, shared_mix="coef", **common)
+        return MoEFeedForward(
+            d, n, w, 2, shared_expert_hidden_size=w, shared_mix=shared_mix, **common
+        )
     if variant == "smoe_top3":
         if (w * (n + 1)) % n:
             raise ValueError(
@@ -169,12 +177,19 @@ def build_ffn(
             4,
             shared_expert_hidden_size=w,
             shared_expert_scale=0.5,
-            shared_mix="coef",
+            shared_mix=shared_mix,
             **common,
         )
     shared = w // 2 if variant == "cartesian" else 0
     return CartesianMoEFFN(
-        d, n, w // 2, 2, shared_expert_hidden_size=shared, rms_norm_eps=rms_norm_eps, **common
+        d,
+        n,
+        w // 2,
+        2,
+        shared_expert_hidden_size=shared,
+        shared_mix=shared_mix,
+        rms_norm_eps=rms_norm_eps,
+        **common,
     )
 
 

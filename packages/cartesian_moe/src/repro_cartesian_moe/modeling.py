@@ -1,0 +1,306 @@
+"""CartesianMoE decoder (Su et al., NAACL 2025, arXiv 2410.16077) and its Table 1 baselines.
+
+The model is the core LLaMA-style :class:`~repro_core.modeling.DecoderLM` whose MLP is a MoE
+block on every ``moe_layer_interval``-th layer (layers 0, 2, 4, ... by default: the placement
+that reproduces the paper's parameter counts, spec §1.4) and a dense SwiGLU of width W elsewhere.
+``moe_variant`` chooses the block (equal total and activated parameters, spec §1.4):
+
+* ``cartesian``: two routed MoE sub-layers in sequence (:class:`~repro_cartesian_moe.layers.
+  CartesianMoEFFN`); with ``u = RMSNorm_post(h)`` from the decoder layer (spec §1.3)::
+
+      (1) p_A = softmax(W_A u),  S_A = TopK(p_A, 2),  w_A = p_A[S_A] / Σ p_A[S_A]
+      (2) a   = c_A0 · Σ_{i∈S_A} w_A,i FFN^A_i(u) + c_A1 · FFN^A_shared(u),  c_A = softmax(C_A u + b)
+      (3) y   = h + a                                # residual around sub-layer A
+      (4) v   = RMSNorm_mid(y)                       # router B sees A's output: (i, j) ∈ S_A × S_B
+      (5) b   = c_B0 · Σ_{j∈S_B} w_B,j FFN^B_j(v) + c_B1 · FFN^B_shared(v)
+      (6) out = y + b                                # residual around sub-layer B
+
+* ``smoe_share`` (top-2 of N x W + shared W), ``smoe_top3`` (top-3 of N x W(N+1)/N),
+  ``fine_grained`` (top-4 of 2N x W/2 + shared 2 x W/2 averaged), ``cartesian_no_shared``
+  (Table 3 ablation, fewer parameters) and ``dense`` (every layer a width-W SwiGLU: the paper's
+  dense Base row, equal attention and width, fewer parameters).
+
+Each router's Switch load-balancing loss ``E · Σ_e f_e · P_e`` (and optionally the router
+z-loss) is added to the LM loss through :func:`repro_core.moe.report_aux`: two per Cartesian layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from repro_core.config import ModelConfig, check, resolve_base
+from repro_core.layers import ForwardState, SwiGLUMLP
+from repro_core.modeling import DecoderConfig, DecoderLM, load_llama_checkpoint
+from repro_core.moe import SHARED_MIXES, TopKRouter, report_aux
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from repro_cartesian_moe.layers import VARIANTS, CartesianMoEFFN, build_ffn, run_ffn
+
+MODEL_VARIANTS = ("dense", *VARIANTS)
+
+
+class CartesianMoEConfig(DecoderConfig):
+    """:class:`DecoderConfig` plus the MoE fields (saved in ``config.json``).
+
+    Args:
+        moe_variant: one of :data:`MODEL_VARIANTS` (default "cartesian").
+        num_experts: N, routed experts per MoE layer (per sub-layer for Cartesian).
+        moe_dense_hidden_size: W, width of one full expert "unit"; None = ``intermediate_size``
+            (the width of the dense layers), as in the paper.
+        moe_layer_interval: MoE on layers with ``layer_idx % interval == 0`` (2 = every other
+            layer, the paper's placement; 1 = every layer).
+        shared_mix: "coef" (learned two-way softmax mix of routed and shared output, the
+            official code) or "add" (plain sum, the paper prose).
+        load_balancing_coef: weight of each router's Switch load-balancing loss (0.01).
+        z_loss_coef: weight of each router's z-loss (0 = off).
+    """
+
+    model_type = "repro_cartesian_moe"
+
+    def __init__(
+        self,
+        moe_variant: str = "cartesian",
+        num_experts: int = 8,
+        moe_dense_hidden_size: int | None = None,
+        moe_layer_interval: int = 2,
+        shared_mix: str = "coef",
+        load_balancing_coef: float = 0.01,
+        z_loss_coef: float = 0.0,
+        **kwargs,
+    ):
+        if moe_variant not in MODEL_VARIANTS:
+            raise ValueError(f"moe_variant={moe_variant!r}; allowed: {MODEL_VARIANTS}")
+        if shared_mix not in SHARED_MIXES:
+            raise ValueError(f"shared_mix={shared_mix!r}; allowed: {SHARED_MIXES}")
+        if num_experts < 1 or moe_layer_interval < 1:
+            raise ValueError(
+                f"num_experts={num_experts} and moe_layer_interval={moe_layer_interval} "
+                "must be >= 1"
+            )
+        self.moe_variant = moe_variant
+        self.num_experts = num_experts
+        self.moe_dense_hidden_size = moe_dense_hidden_size
+        self.moe_layer_interval = moe_layer_interval
+        self.shared_mix = shared_mix
+        self.load_balancing_coef = load_balancing_coef
+        self.z_loss_coef = z_loss_coef
+        super().__init__(**kwargs)
+
+    def is_moe_layer(self, layer_idx: int) -> bool:
+        return self.moe_variant != "dense" and layer_idx % self.moe_layer_interval == 0
+
+
+class MoELayer(nn.Module):
+    """The MLP of a MoE decoder layer: ``mlp(u, state) -> delta`` with ``h + delta`` the block
+    output; hands every router's aux losses to ``state`` and can tally expert load.
+
+    Submodule ``ffn``: the :func:`~repro_cartesian_moe.layers.build_ffn` block of the variant.
+    """
+
+    def __init__(self, config: CartesianMoEConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.load_balancing_coef = config.load_balancing_coef
+        self.z_loss_coef = config.z_loss_coef
+        self.ffn = build_ffn(
+            config.moe_variant,
+            config.hidden_size,
+            config.moe_dense_hidden_size or config.intermediate_size,
+            config.num_experts,
+            shared_mix=config.shared_mix,
+            rms_norm_eps=config.rms_norm_eps,
+            init_std=config.initializer_range,
+        )
+        # (routers, E) assignment counts while expert-load recording is on (see record_expert_load)
+        self.load_counts: list[torch.Tensor] | None = None
+
+    def forward(self, hidden_states: torch.Tensor, state: ForwardState) -> torch.Tensor:
+        """hidden_states: (B, T, D) ``u = RMSNorm_post(h)``; ``state.shared["residual"]`` = h."""
+        residual = state.shared["residual"]  # (B, T, D), set by the decoder layer
+        token_mask = None
+        if state.attention_mask is not None and not bool(state.attention_mask.all()):
+            token_mask = state.attention_mask[:, -hidden_states.shape[1] :].bool()  # (B, T)
+        # Cartesian: eqs. (1)-(6) in CartesianMoEFFN.forward; baselines: one MoE layer.
+        delta, auxes = run_ffn(self.ffn, hidden_states, residual, token_mask)
+        for aux in auxes:  # one per router: 2 for Cartesian, 1 otherwise
+            report_aux(state, aux, self.load_balancing_coef, self.z_loss_coef)
+        if self.load_counts is not None:
+            counts = torch.stack([aux.load.tokens_per_expert.cpu() for aux in auxes])
+            self.load_counts.append(counts)
+        return delta
+
+
+def cartesian_moe_mlp(config: CartesianMoEConfig, layer_idx: int) -> nn.Module:
+    """``mlp_class`` of the model: a MoE block on MoE layers, the dense SwiGLU elsewhere."""
+    if config.is_moe_layer(layer_idx):
+        return MoELayer(config, layer_idx)
+    return SwiGLUMLP(config, layer_idx)
+
+
+class CartesianMoEForCausalLM(DecoderLM):
+    """Causal LM with CartesianMoE (or a baseline) MLPs; everything else is the core decoder."""
+
+    config_class = CartesianMoEConfig
+    mlp_class = staticmethod(cartesian_moe_mlp)
+
+    def moe_layers(self) -> list[MoELayer]:
+        return [m for m in self.modules() if isinstance(m, MoELayer)]
+
+    def set_disable_top1(self, enabled: bool, sublayers: tuple[str, ...] = ("a", "b")) -> int:
+        """See :func:`set_disable_top1`."""
+        return set_disable_top1(self, enabled, sublayers)
+
+
+def set_disable_top1(
+    model: nn.Module, enabled: bool, sublayers: tuple[str, ...] = ("a", "b")
+) -> int:
+    """Routing-robustness evaluation (paper Table 4): zero each token's top-1 router probability
+    before the top-k, in every router; for Cartesian blocks only in the ``sublayers`` chosen
+    ("a", "b" or both, the default: the paper does not say, spec §1.10).
+
+    Returns the number of routers switched (0 for a dense model).
+    """
+    cartesian = [m for m in model.modules() if isinstance(m, CartesianMoEFFN)]
+    inside = {id(r) for block in cartesian for r in block.modules() if isinstance(r, TopKRouter)}
+    for block in cartesian:
+        block.set_disable_top1(False)
+        block.set_disable_top1(enabled, sublayers)
+    others = [m for m in model.modules() if isinstance(m, TopKRouter) and id(m) not in inside]
+    for router in others:
+        router.disable_top1 = enabled
+    return len(others) + len(cartesian) * (len(sublayers) if enabled else 2)
+
+
+def record_expert_load(model: nn.Module, enabled: bool) -> None:
+    """Start (and reset) or stop tallying expert assignments in every :class:`MoELayer`."""
+    for layer in model.modules():
+        if isinstance(layer, MoELayer):
+            layer.load_counts = [] if enabled else None
+
+
+def expert_load_summary(model: nn.Module) -> dict:
+    """Balance of the assignments tallied since :func:`record_expert_load`.
+
+    Returns ``{"routers": [{"layer", "router", "tokens_per_expert", "cv", "max_over_mean"}],
+    "mean_cv", "mean_max_over_mean"}``: cv = std/mean of tokens per expert (0 = balanced),
+    max_over_mean = load of the busiest expert / mean load (1 = balanced). Empty for dense.
+    """
+    routers = []
+    for layer in model.modules():
+        if not isinstance(layer, MoELayer) or not layer.load_counts:
+            continue
+        counts = torch.stack(layer.load_counts).sum(0)  # (routers, E)
+        for r, row in enumerate(counts):
+            mean = row.mean().clamp_min(1e-12)
+            routers.append(
+                {
+                    "layer": layer.layer_idx,
+                    "router": "ab"[r] if isinstance(layer.ffn, CartesianMoEFFN) else "moe",
+                    "tokens_per_expert": [int(v) for v in row.tolist()],
+                    "cv": float(row.std(unbiased=False) / mean),
+                    "max_over_mean": float(row.max() / mean),
+                }
+            )
+    if not routers:
+        return {"routers": [], "mean_cv": None, "mean_max_over_mean": None}
+    return {
+        "routers": routers,
+        "mean_cv": sum(r["cv"] for r in routers) / len(routers),
+        "mean_max_over_mean": sum(r["max_over_mean"] for r in routers) / len(routers),
+    }
+
+
+AutoConfig.register(CartesianMoEConfig.model_type, CartesianMoEConfig, exist_ok=True)
+AutoModelForCausalLM.register(CartesianMoEConfig, CartesianMoEForCausalLM, exist_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Typed run config (the ``model`` section of a preset)
+
+
+@dataclass
+class CartesianMoEModelConfig(ModelConfig):
+    """:class:`~repro_core.config.ModelConfig` plus the switches of :class:`CartesianMoEConfig`.
+
+    ``intermediate_size`` is W, the width of the dense layers and of one full expert unit.
+    ``init_from`` continues from a checkpoint directory (this package's ``final/``, or a
+    HF Llama / DecoderLM one whose MoE layers then start from their initialisation).
+    """
+
+    variant: str = "cartesian"
+    num_experts: int = 8
+    moe_layer_interval: int = 2
+    shared_mix: str = "coef"
+    load_balancing_coef: float = 0.01
+    z_loss_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            self.variant in MODEL_VARIANTS,
+            "model.variant",
+            self.variant,
+            f"one of {list(MODEL_VARIANTS)}",
+        )
+        check(self.num_experts >= 1, "model.num_experts", self.num_experts, "an integer >= 1")
+        check(
+            self.moe_layer_interval >= 1,
+            "model.moe_layer_interval",
+            self.moe_layer_interval,
+            "an integer >= 1 (2 = every other layer)",
+        )
+        check(
+            self.shared_mix in SHARED_MIXES,
+            "model.shared_mix",
+            self.shared_mix,
+            f"one of {list(SHARED_MIXES)}",
+        )
+        check(
+            self.load_balancing_coef >= 0,
+            "model.load_balancing_coef",
+            self.load_balancing_coef,
+            ">= 0",
+        )
+        check(self.z_loss_coef >= 0, "model.z_loss_coef", self.z_loss_coef, ">= 0")
+        w, n = self.intermediate_size, self.num_experts
+        check(w % 2 == 0, "model.intermediate_size", w, "an even integer (half-width experts)")
+        if self.variant == "smoe_top3":
+            check(
+                w * (n + 1) % n == 0,
+                "model.intermediate_size",
+                w,
+                f"a multiple of model.num_experts={n} for smoe_top3 (experts of width W(N+1)/N)",
+            )
+
+    def moe_kwargs(self) -> dict:
+        return dict(
+            moe_variant=self.variant,
+            num_experts=self.num_experts,
+            moe_layer_interval=self.moe_layer_interval,
+            shared_mix=self.shared_mix,
+            load_balancing_coef=self.load_balancing_coef,
+            z_loss_coef=self.z_loss_coef,
+        )
+
+    def build(self, vocab_size: int, max_position_embeddings: int) -> CartesianMoEForCausalLM:
+        if self.init_from:
+            return load_llama_checkpoint(
+                resolve_base(self.init_from), CartesianMoEForCausalLM, **self.moe_kwargs()
+            )
+        kwargs = self.decoder_kwargs(vocab_size, max_position_embeddings) | self.moe_kwargs()
+        return CartesianMoEForCausalLM(CartesianMoEConfig(**kwargs))
+
+
+__all__ = [
+    "MODEL_VARIANTS",
+    "CartesianMoEConfig",
+    "CartesianMoEForCausalLM",
+    "CartesianMoEModelConfig",
+    "MoELayer",
+    "cartesian_moe_mlp",
+    "expert_load_summary",
+    "record_expert_load",
+    "set_disable_top1",
+]
