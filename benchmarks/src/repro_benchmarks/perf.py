@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "peak_gflops": peak,
         "repeats": args.repeats,
-        "command": "repro-perf " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["repro-perf", *(argv if argv is not None else sys.argv[1:])]),
         "cases": [],
     }
     only = set(args.only.split(",")) if args.only else None

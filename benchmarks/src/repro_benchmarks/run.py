@@ -283,8 +283,9 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, rows: list[dict], run: dict) -> dict:
-    """Merge into ``out/results.json`` and rewrite ``out/results.md``; returns the report."""
+def write_report(out: Path, rows: list[dict], run: dict | None = None) -> dict:
+    """Merge ``rows`` (and the ``run`` record) into ``out/results.json`` and rewrite
+    ``out/results.md``; returns the report."""
     import lm_eval
 
     out.mkdir(parents=True, exist_ok=True)
@@ -292,7 +293,8 @@ def write_report(out: Path, rows: list[dict], run: dict) -> dict:
     report = json.loads(path.read_text()) if path.is_file() else {"rows": [], "runs": []}
     report.update(date=date.today().isoformat(), lm_eval_version=lm_eval.__version__)
     report["rows"] = merge_rows(report["rows"], rows)
-    report["runs"].append(run)
+    if run is not None:
+        report["runs"].append(run)
     for name, text in (
         ("results.json", json.dumps(report, indent=1)),
         ("results.md", to_markdown(report)),
@@ -393,7 +395,8 @@ def _run(args, argv) -> int:
     models = collect_models(packages, args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    rows, started = [], time.time()
+    out = Path(args.out) if args.out else results_dir() / date.today().isoformat()
+    started = time.time()
     for package, variant, directory in models:
         t0 = time.time()
         print(f"[bench] {package} / {variant}: {directory} on {tasks}", flush=True)
@@ -423,34 +426,31 @@ def _run(args, argv) -> int:
             for task in tasks
             if task in res["n-samples"]
         }
-        rows.append(
-            {
-                "package": package,
-                "variant": variant,
-                "model_dir": str(directory),
-                "model_type": model.config.model_type,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "max_length": args.max_length
-                or getattr(model.config, "max_position_embeddings", None),
-                "tasks": row_tasks,
-                "seconds": round(time.time() - t0, 1),
-            }
-        )
+        row = {
+            "package": package,
+            "variant": variant,
+            "model_dir": str(directory),
+            "model_type": model.config.model_type,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "max_length": args.max_length or getattr(model.config, "max_position_embeddings", None),
+            "tasks": row_tasks,
+            "seconds": round(time.time() - t0, 1),
+        }
         print(
             f"[bench] {package} / {variant}: "
             + json.dumps({t: v["metrics"] for t, v in row_tasks.items()}),
             flush=True,
         )
+        write_report(out, [row])  # after each model: a later failure keeps the earlier rows
         del model
 
-    out = Path(args.out) if args.out else results_dir() / date.today().isoformat()
     run = {
-        "command": "repro-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["repro-bench", *(argv if argv is not None else sys.argv[1:])]),
         "hardware": f"{platform.machine()}, {os.cpu_count()} cores, device {device}",
         "seconds": time.time() - started,
         "date": date.today().isoformat(),
     }
-    write_report(out, rows, run)
+    write_report(out, [], run)
     print(f"[bench] wrote {out / 'results.json'} and {out / 'results.md'}")
     return 0
 
