@@ -54,19 +54,18 @@ def losses(run_dir: Path) -> list[float]:
 def test_two_process_ddp_equals_one_process_with_doubled_accumulation(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable, WORKER, one, *COMMON, "train.grad_accum=2"])
+    # the documented launch: accelerate with the cpu-ddp config, no environment variables
+    launch = [BIN / "accelerate", "launch", "--config_file", ACCEL / "cpu-ddp.yaml"]
     run(
         [
-            BIN / "torchrun",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
+            *launch,
+            "--main_process_port",
             str(free_port()),
             WORKER,
             two,
             *COMMON,
             "train.grad_accum=1",
-        ],
-        {"ACCELERATE_USE_CPU": "true"},
+        ]
     )
     for rank in (0, 1):
         info = json.loads((two / f"rank{rank}.json").read_text())
