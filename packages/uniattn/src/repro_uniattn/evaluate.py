@@ -4,7 +4,7 @@
     repro-uniattn-eval --run RUN --base-corpus wikitext-2 --batches 0 --out eval.json
 
 Reports the held-out response loss / exact match on the task corpus of the run (when it is the
-synthetic family or a folder with ``test.jsonl``), the loss / perplexity on the base corpus
+synthetic family or a folder with ``heldout.json``), the loss / perplexity on the base corpus
 (forgetting), KV bytes per token, softmax calls per token and parameters.
 """
 
@@ -48,7 +48,7 @@ def base_corpus_quality(
 
 def evaluate_model(model, tokenizer, task_corpus, base_corpus, seq_len=256, batches=16) -> dict:
     out = {}
-    if (Path(resolve_task_corpus(task_corpus)) / "test.jsonl").is_file():
+    if (Path(resolve_task_corpus(task_corpus)) / "heldout.json").is_file():
         out.update(evaluate_task(model, tokenizer, task_corpus))
     if base_corpus:
         out.update(base_corpus_quality(model, tokenizer, base_corpus, seq_len, batches))

@@ -55,7 +55,7 @@ def runs_root(preset: str) -> Path:
 
 
 def arm_config(preset: str, arm: str, seed: int, extra: list[str]):
-    overrides = ARMS[arm] + [f"seed={seed}", f"name=uniattn-{arm}"] + list(extra)
+    overrides = list(extra) + ARMS[arm] + [f"seed={seed}", f"name=uniattn-{arm}"]
     return load_config(preset, overrides, UniAttnModelConfig, package_preset_dirs(__file__))
 
 
@@ -117,7 +117,8 @@ def measure_costs(preset: str, extra: list[str], prefill: int, decode: int, repe
     models = {"base": load_llama_checkpoint(resolve_base(cfg.model.init_from))}
     for arm in ARMS:
         final = runs_root(preset) / arm / "seed0" / "final"
-        if final.is_dir() and arm != "finetune":  # finetune has the base architecture
+        # finetune has the base architecture, uniattn-zero-init the uniattn one
+        if final.is_dir() and arm not in ("finetune", "uniattn-zero-init"):
             models[arm] = AutoModelForCausalLM.from_pretrained(final)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: less noise from a shared machine
@@ -279,7 +280,8 @@ def to_markdown(report: dict) -> str:
             f"{base['softmax_calls_per_token']} | {base['parameters']:,} | 1 | 1 |"
         )
     for arm, st in s.items():
-        c = costs.get(arm, costs.get("base") if arm == "finetune" else None) or {}
+        same_arch = {"finetune": "base", "uniattn-zero-init": "uniattn"}.get(arm, arm)
+        c = costs.get(same_arch) or {}
         ratio = lambda k, c=c: f"{c[k]:.2f}" if k in c else "n/a"  # noqa: E731
         lines.append(
             f"| {LABELS.get(arm, arm)} | {fmt(st['task_loss'])} | {fmt(st['task_accuracy'])} | "

@@ -8,7 +8,8 @@ specific earlier tokens, which is what unification can damage.
     python -m repro_uniattn.task --out runs/uniattn/data/synthetic-sft   # writes the corpus
 
 The corpus folder holds ``train.txt`` and ``valid.txt`` (trainer input, one example per line)
-and ``test.jsonl`` (held-out ``{"prompt", "response"}`` pairs for :func:`evaluate_task`).
+and ``heldout.json`` (held-out ``{"prompt", "response"}`` JSON lines for :func:`evaluate_task`;
+not a .jsonl, so the trainer does not read it as a split).
 The data config name ``synthetic-sft`` is resolved to that folder (generated on first use).
 """
 
@@ -55,7 +56,7 @@ def make_example(rng: random.Random) -> tuple[str, str]:
 def write_corpus(
     out: str | Path, train: int = 20000, valid: int = 500, test: int = 256, seed: int = 1234
 ) -> Path:
-    """Write train.txt / valid.txt / test.jsonl into ``out`` (deterministic given ``seed``)."""
+    """Write train.txt / valid.txt / heldout.json into ``out`` (deterministic given ``seed``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -74,7 +75,7 @@ def write_corpus(
     test_rows, valid_rows, train_rows = draw(test), draw(valid), draw(train)
     (out / "train.txt").write_text("".join(f"{p}{r}\n" for p, r in train_rows))
     (out / "valid.txt").write_text("".join(f"{p}{r}\n" for p, r in valid_rows))
-    (out / "test.jsonl").write_text(
+    (out / "heldout.json").write_text(
         "".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in test_rows)
     )
     return out
@@ -85,7 +86,7 @@ def resolve_task_corpus(name: str) -> str:
     if name != CORPUS_NAME:
         return name
     root = Path(os.environ.get("REPRO_RUNS_DIR", "runs")) / "uniattn" / "data" / CORPUS_NAME
-    if not (root / "test.jsonl").is_file():
+    if not (root / "heldout.json").is_file():
         write_corpus(root)
     return str(root)
 
@@ -95,8 +96,8 @@ def evaluate_task(
     model, tokenizer, corpus: str, max_examples: int = 256, batch_size: int = 32
 ) -> dict:
     """Held-out response loss (nats/token) and exact match (every response token is the
-    greedy argmax under teacher forcing) on ``test.jsonl`` of the task corpus."""
-    path = Path(resolve_task_corpus(corpus)) / "test.jsonl"
+    greedy argmax under teacher forcing) on ``heldout.json`` of the task corpus."""
+    path = Path(resolve_task_corpus(corpus)) / "heldout.json"
     rows = [json.loads(line) for line in path.read_text().splitlines()][:max_examples]
     model.eval()
     device = next(model.parameters()).device
