@@ -10,6 +10,9 @@ Encoding: MB/s over all lines, one line per call, single-threaded for everyone
 (TOKENIZERS_PARALLELISM=false for HF). Ours is measured with a cold piece cache (fresh encoder) and
 warm (second pass); HF and tiktoken use the vocabulary of our plain BPE, so the ids must agree.
 Numba kernels are loaded (or compiled) once before timing; that cost is reported separately.
+
+`perf_cases(quick)` gives the same comparisons as cases of the workspace performance suite
+(`repro-perf --only scaffold_bpe`, registered under the `repro.perf` entry point), in bytes/s.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import sys
 import time
 from functools import partial
@@ -319,3 +323,103 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ----------------------------------------------------------------------------------------------
+# Performance-suite cases (`repro-perf`, registered under the `repro.perf` entry point)
+
+
+def _perf_text(quick: bool) -> str:
+    """wikitext-2 train (first 2 MB; 200 KB when quick), or a synthetic text without the data."""
+    limit = 200_000 if quick else 2_000_000
+    data_dir = os.environ.get("REPRO_DATA_DIR")
+    path = Path(data_dir) / "wikitext-2" / "train.txt" if data_dir else None
+    if path is not None and path.is_file():
+        with open(path, encoding="utf-8") as f:
+            text = f.read(limit)
+        return text[: text.rfind("\n") + 1] or text
+    words = (
+        "the Arizona database connects international reporting of 1999 and 2024 ; zona "
+        "Arizonan Californians uncovered reinterpretations"
+    ).split()
+    rng = random.Random(0)
+    lines, size = [], 0
+    while size < limit:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(5, 30))) + "\n"
+        lines.append(line)
+        size += len(line)
+    return "".join(lines)
+
+
+def perf_cases(quick: bool = False) -> list[dict]:
+    """Training time and encoding throughput of our Scaffold-BPE / BPE against HF `tokenizers`.
+
+    "work" is the bytes of text per call (unit "bytes"). Training: raw lines -> vocabulary
+    (ours: `count_pieces` + trainer, single-threaded; HF: `BpeTrainer` with its default threads).
+    Encoding: one line per call, single-threaded everywhere (TOKENIZERS_PARALLELISM=false), our
+    piece cache cleared before every call (cold); HF encodes with our plain-BPE vocabulary.
+    """
+    text = _perf_text(quick)
+    lines = text.splitlines(keepends=True)
+    n_bytes = len(text.encode("utf-8"))
+    vocab_size = 1024 if quick else 8000
+    pretok = PreTokenizer()
+
+    def train_scaffold():
+        return train_scaffold_bpe(count_pieces(lines, pretok), vocab_size, pretok)
+
+    def train_ours_bpe():
+        return train_bpe(count_pieces(lines, pretok), vocab_size, pretok)
+
+    def train_hf():
+        _hf_fit(lines, _hf_trainer(vocab_size, parallel=True))
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    model = train_scaffold()
+    vocab = train_ours_bpe()
+    scaffold_enc, bpe_enc = model.encoder(), vocab.encoder()
+    hf = to_hf_tokenizer(vocab)
+
+    def encode_scaffold():
+        scaffold_enc.clear_cache()
+        return _encode_with(lines, scaffold_enc)
+
+    def encode_ours_bpe():
+        bpe_enc.clear_cache()
+        return _encode_with(lines, bpe_enc)
+
+    def encode_hf():
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        return _hf_encode(lines, hf)
+
+    mb = f"{n_bytes / 1e6:.1f} MB"
+    return [
+        {
+            "name": f"Scaffold-BPE training, N={vocab_size}, {mb}",
+            "unit": "bytes",
+            "work": n_bytes,
+            "candidate": ("repro Scaffold-BPE (count + train)", train_scaffold),
+            "baseline": ("HF tokenizers BpeTrainer (plain BPE)", train_hf),
+        },
+        {
+            "name": f"BPE training, N={vocab_size}, {mb}",
+            "unit": "bytes",
+            "work": n_bytes,
+            "candidate": ("repro BPE (count + train)", train_ours_bpe),
+            "baseline": ("HF tokenizers BpeTrainer", train_hf),
+        },
+        {
+            "name": f"Scaffold-BPE encoding (cold cache), N={vocab_size}, {mb}",
+            "unit": "bytes",
+            "work": n_bytes,
+            "candidate": ("repro Scaffold-BPE encoder", encode_scaffold),
+            "baseline": ("HF tokenizers encode_batch (plain BPE, serial)", encode_hf),
+        },
+        {
+            "name": f"BPE encoding (cold cache), N={vocab_size}, {mb}",
+            "unit": "bytes",
+            "work": n_bytes,
+            "candidate": ("repro BPE encoder", encode_ours_bpe),
+            "baseline": ("HF tokenizers encode_batch (serial)", encode_hf),
+        },
+    ]

@@ -7,6 +7,11 @@ Writes to --out: the HF tokenizer (`tokenizer_config.json` + `scaffold_bpe.json`
 `ScaffoldBpeTokenizer.from_pretrained(out)`) and `training_summary.json` (merges in order with their
 token strings, scaffold tokens, demolition table, mark / re-activate events, sizes and timings).
 Every file under a directory is one document (read as UTF-8; invalid bytes are kept as bytes).
+
+Called the way every package's `repro-<slug>-train` is called (`--preset NAME`, no `--input`), it
+hands over to the language-model trainer `repro-scaffold-bpe-lm-train` (`repro_scaffold_bpe.train`),
+so `repro-scaffold-bpe-train --preset debug --run-dir runs/x` trains the debug LM like the other
+packages' entry points do.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ PATTERNS = {"gpt2": GPT2_PATTERN, "gpt2-split-digits": GPT2_SPLIT_DIGITS_PATTERN
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="repro-scaffold-bpe-train",
-        description="Train a byte-level Scaffold-BPE (arXiv 2404.17808) or plain BPE tokenizer.",
+        description="Train a byte-level Scaffold-BPE (arXiv 2404.17808) or plain BPE tokenizer. "
+        "With --preset (and no --input) it trains a language model instead: see "
+        "repro-scaffold-bpe-lm-train --help.",
     )
     p.add_argument("--input", required=True, help="a text file, or a directory of text files")
     p.add_argument(
@@ -75,7 +82,21 @@ def read_documents(path: Path) -> tuple[list[str], list[str]]:
     return texts, [str(f) for f in files]
 
 
+LM_TRAIN_FLAGS = ("--preset", "--print-config", "--resume", "--run-dir", "--set")
+
+
+def wants_lm_training(argv: list[str]) -> bool:
+    """True for an LM-trainer command line (`--preset ...`, no `--input`)."""
+    flags = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    return "--input" not in flags and bool(flags & set(LM_TRAIN_FLAGS))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_lm_training(argv):
+        from repro_scaffold_bpe.train import main as lm_main
+
+        return lm_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     source = Path(args.input)
