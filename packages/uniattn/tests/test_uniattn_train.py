@@ -140,3 +140,31 @@ def test_task_evaluation_and_report(tmp_path):
         }
     )
     assert md.rstrip().endswith("|") and "## Claims" in md
+
+
+def test_perf_cases_and_checkpoint_registry_run():
+    from repro_uniattn.bench import measure_inference, perf_cases
+    from repro_uniattn.convert import convert_checkpoint
+    from repro_uniattn.reproduce import checkpoints
+
+    cases = perf_cases(quick=True)
+    for case in cases:
+        case["candidate"][1]()
+        case["baseline"][1]()
+    assert isinstance(checkpoints(), dict)
+    torch.manual_seed(0)
+    base = DecoderLM(
+        DecoderConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
+    costs = measure_inference(
+        {"base": base, "uniattn": convert_checkpoint(base, 2, 2, 4)}, 32, 4, 1
+    )
+    assert costs["uniattn"]["kv_bytes_per_token"] / costs["base"]["kv_bytes_per_token"] == 7 / 8
+    assert costs["uniattn"]["softmax_calls_per_token"] == 3
