@@ -350,6 +350,8 @@ class Trainer:
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
         state_dict = acc.get_state_dict(self.model)
+        # every rank must have finished writing its shards before the manifest and the rename
+        acc.wait_for_everyone()
         if acc.is_main_process:
             acc.unwrap_model(self.model).save_pretrained(tmp / "model", state_dict=state_dict)
             self.tokenizer.save_pretrained(tmp / "model")
