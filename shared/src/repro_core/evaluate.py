@@ -209,9 +209,25 @@ def load_run(run_dir: str | Path, checkpoint: str = "final"):
     return model, tok, yaml.safe_load((run / "config.yaml").read_text())
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_split_blocks(cfg: dict, tokenizer, split_name: str, corpus_name: str | None = None):
+    """Blocks of one split of a run's corpus (or ``corpus_name``), packed as the run was.
+
+    Returns ``(TokenizedSplit, blocks (N, seq_len), Corpus)``; raises KeyError with a message
+    listing the available splits.
+    """
     from .data import as_blocks, resolve_corpus, tokenize_corpus
 
+    corpus = resolve_corpus(corpus_name or cfg["data"]["corpus"])
+    splits = tokenize_corpus(corpus, tokenizer, cfg["data"]["val_fraction"])
+    if split_name not in splits:
+        raise KeyError(
+            f"split {split_name!r} not in corpus {corpus.name!r}; available: {sorted(splits)}"
+        )
+    split = splits[split_name]
+    return split, as_blocks(split.tokens, cfg["data"]["seq_len"]), corpus
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="repro-eval", description="Evaluate a trained run on a corpus split."
     )
@@ -226,16 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-position", action="store_true", help="also print the loss per position")
     args = p.parse_args(argv)
     model, tok, cfg = load_run(args.run, args.checkpoint)
-    corpus = resolve_corpus(args.corpus or cfg["data"]["corpus"])
-    splits = tokenize_corpus(corpus, tok, cfg["data"]["val_fraction"])
-    if args.split not in splits:
-        print(
-            f"split {args.split!r} not in corpus {corpus.name!r}; available: {sorted(splits)}",
-            file=sys.stderr,
-        )
+    try:
+        split, blocks, corpus = run_split_blocks(cfg, tok, args.split, args.corpus)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
         return 2
-    split = splits[args.split]
-    blocks = as_blocks(split.tokens, cfg["data"]["seq_len"])
     sums, count = position_losses(model, blocks, args.batch_size, args.batches)
     result = summarize(float(sums.sum() / (count * len(sums))), split.bytes_per_token)
     result.update(split=args.split, corpus=corpus.name, tokens=int(count * len(sums)))

@@ -55,8 +55,7 @@ def evaluate_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repro_core.data import as_blocks, resolve_corpus, tokenize_corpus
-    from repro_core.evaluate import load_run
+    from repro_core.evaluate import load_run, run_split_blocks
 
     p = argparse.ArgumentParser(
         prog="repro-cartesian-moe-eval",
@@ -86,16 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     model, tok, cfg = load_run(args.run, args.checkpoint)
-    corpus = resolve_corpus(args.corpus or cfg["data"]["corpus"])
-    splits = tokenize_corpus(corpus, tok, cfg["data"]["val_fraction"])
-    if args.split not in splits:
-        print(
-            f"split {args.split!r} not in corpus {corpus.name!r}; available: {sorted(splits)}",
-            file=sys.stderr,
-        )
+    try:
+        split, blocks, corpus = run_split_blocks(cfg, tok, args.split, args.corpus)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
         return 2
-    split = splits[args.split]
-    blocks = as_blocks(split.tokens, cfg["data"]["seq_len"])
     result = evaluate_model(
         model,
         blocks,
