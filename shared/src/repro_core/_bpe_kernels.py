@@ -432,6 +432,9 @@ def train_chunk(
             c = word_count[word_of[i]]
             p = prv[i]
             n = nxt[j]
+            # The left and right neighbour updates below are written out twice on purpose: a
+            # shared jitted helper (even inline='always') measured ~25% slower on this loop
+            # (wikitext-2, 32K merges: 0.13 s vs 0.10 s).
             if p != -1:
                 x = sym[p]
                 s1 = _slot_of(
