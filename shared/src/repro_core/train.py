@@ -42,6 +42,7 @@ from .config import ModelConfig, RunConfig, load_config, package_preset_dirs
 from .data import BlockSampler, as_blocks, get_tokenizer, resolve_corpus, tokenize_corpus
 from .evaluate import position_losses, summarize
 from .modeling import count_parameters, flops_per_token
+from .results import write_text_atomic
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{7})$")
 MANIFEST = "manifest.json"
@@ -124,12 +125,6 @@ def run_metadata() -> dict:
         "cpu_threads": torch.get_num_threads(),
         "command": " ".join(sys.argv),
     }
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,14 +401,14 @@ class Trainer:
                 self.load_checkpoint(ckpt)
                 self.print(f"[resume] continuing from {ckpt.name} (step {self.step})")
         if acc.is_main_process:
-            atomic_write_text(self.run_dir / "config.yaml", cfg.to_yaml())
+            write_text_atomic(self.run_dir / "config.yaml", cfg.to_yaml())
             meta = run_metadata() | {
                 "world_size": acc.num_processes,
                 "distributed": str(acc.distributed_type),
                 "mixed_precision": acc.mixed_precision,
                 "seed": cfg.seed,
             }
-            atomic_write_text(self.run_dir / "meta.json", json.dumps(meta, indent=1))
+            write_text_atomic(self.run_dir / "meta.json", json.dumps(meta, indent=1))
             if t.wandb:
                 import wandb
 
@@ -534,7 +529,7 @@ class Trainer:
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            atomic_write_text(self.run_dir / "results.json", json.dumps(results, indent=1))
+            write_text_atomic(self.run_dir / "results.json", json.dumps(results, indent=1))
             if self._wandb is not None:
                 self._wandb.finish()
         acc.wait_for_everyone()
