@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+from repro_core.layers import ForwardState
 from repro_core.modeling import DecoderConfig, DecoderLM, count_parameters
 from repro_uniattn import UniAttnForCausalLM, kv_cache_bytes
 from repro_uniattn.convert import convert_checkpoint, fit_compensation
+from repro_uniattn.modeling import causal_probs, dense_probs
 from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DynamicCache
 
@@ -88,6 +90,38 @@ def test_matches_fp64_equations_for_any_grouping_and_gqa(kv_heads, grouping):
     x = ids(batch=1)
     ref = reference_forward(base, model, x)
     assert float((model(x).logits.double() - ref).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("length,block", [(12, 5), (12, 4), (13, 1), (9, 8)])
+def test_blocked_causal_softmax_equals_one_block(length, block):
+    """The root's query blocks (which skip the masked upper triangle) change nothing: logits,
+    the dense P and every gradient equal the single T x S block, in fp64."""
+    base = base_model(kv_heads=2).double()
+    outs = []
+    for block_size in (0, block):
+        model = with_random_compensation(convert_checkpoint(base, 3, 0, 6)).double().train()
+        for layer in model.model.layers:
+            layer.self_attn.block_size = block_size
+        x = ids(length=length)
+        state = ForwardState(input_ids=x)
+        hidden, _, _ = model.model(input_ids=x, state=state)
+        model.lm_head(hidden).logsumexp(-1).mean().backward()
+        probs = dense_probs(state.shared["uniattn_probs_0"], model.config.num_attention_heads)
+        grads = [p.grad.clone() for p in model.parameters()]
+        outs.append((hidden.detach(), probs.detach(), grads))
+    (h0, p0, g0), (h1, p1, g1) = outs
+    assert torch.allclose(h0, h1, atol=1e-12) and torch.allclose(p0, p1, atol=1e-12)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(g0, g1))
+    assert float(p0.sum(-1).sub(1).abs().max()) < 1e-12  # rows are distributions
+    assert float(p0.triu(1).abs().max()) == 0.0  # causal
+
+
+def test_blocked_probs_skip_the_upper_triangle():
+    q, k = torch.randn(1, 4, 10, 8), torch.randn(1, 2, 10, 8)
+    blocks = causal_probs(q, k, None, block_size=4)
+    assert [(b.start, b.end, b.keys) for b in blocks] == [(0, 4, 4), (4, 8, 8), (8, 10, 10)]
+    assert [tuple(b.probs.shape) for b in blocks] == [(1, 2, 8, 4), (1, 2, 8, 8), (1, 2, 4, 10)]
+    assert len(causal_probs(q[:, :, -1:], k, None, block_size=4)) == 1  # decoding: one block
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from repro_core.layers import ForwardState
 from repro_core.modeling import DecoderLM, decoder_config_from_llama
 from repro_uniattn import kv_cache_bytes
 from repro_uniattn.convert import convert_state_dict
+from repro_uniattn.modeling import dense_probs
 from transformers.cache_utils import DynamicCache
 
 ATOL = 1e-5
@@ -59,8 +60,10 @@ def fx():
     }
 
 
-def unified(fx, kind: str):
+def unified(fx, kind: str, block_size: int = 0):
     model = convert_state_dict(fx["config"], fx["state"], *fx["grouping"])
+    for layer in model.model.layers:  # 0 = one T x S softmax block, else blocked (same result)
+        layer.self_attn.block_size = block_size
     weights = fx["compensation"][kind]
     reusing = model.config.reusing_layers()
     assert sorted(weights) == sorted(reusing), "fixture compensation layers != reusing layers"
@@ -88,16 +91,18 @@ def test_zero_compensation_matches_official(fx):
     assert max_diff(out, fx["expected"]["uniattn_zero_comp_logits"]) < ATOL
 
 
+@pytest.mark.parametrize("block_size", [0, 5])
 @torch.no_grad()
-def test_random_compensation_matches_official(fx):
-    out = unified(fx, "random")(fx["ids"]).logits
+def test_random_compensation_matches_official(fx, block_size):
+    out = unified(fx, "random", block_size)(fx["ids"]).logits
     assert max_diff(out, fx["expected"]["uniattn_random_comp_logits"]) < ATOL
 
 
+@pytest.mark.parametrize("block_size", [0, 5])
 @torch.no_grad()
-def test_cached_incremental_decoding_matches_official(fx):
+def test_cached_incremental_decoding_matches_official(fx, block_size):
     """Prefill 2/3 of the sequence, then one token per call, as the fixture was produced."""
-    model, ids = unified(fx, "random"), fx["ids"]
+    model, ids = unified(fx, "random", block_size), fx["ids"]
     prefill = 16 if ids.shape[1] == 24 else (2 * ids.shape[1]) // 3
     cache = DynamicCache()
     logits = [model(ids[:, :prefill], cache=cache, use_cache=True).logits]
@@ -128,7 +133,8 @@ def test_root_probabilities_and_hidden_states_match_official(fx):
     assert max_diff(hidden, fx["expected"]["uniattn_random_comp_hidden_states"]) < ATOL
     for root in {r for r in model.config.reusing_layers().values()}:
         key = f"uniattn_random_comp_attn_probs.layers.{root}"
-        assert max_diff(state.shared[f"uniattn_probs_{root}"], fx["expected"][key]) < 1e-6
+        probs = dense_probs(state.shared[f"uniattn_probs_{root}"], model.config.num_attention_heads)
+        assert max_diff(probs, fx["expected"][key]) < 1e-6
 
 
 def test_reusing_layers_have_no_query_or_key_projection(fx):

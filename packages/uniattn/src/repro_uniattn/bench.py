@@ -87,18 +87,76 @@ def measure_inference(
     }
 
 
-def _random_base(layers=4, hidden=256, heads=4, kv_heads=2, vocab=8192) -> DecoderLM:
+# A wider, deeper shape for the cost table with the paper's LLaMA-3.1-8B grouping ratio (g = 4 on
+# the top half: 12 of 32 layers reuse P there, 6 of 16 here). Latency does not depend on the
+# weights, so a random model of this shape measures what a trained one would cost.
+PAPER_LIKE_SHAPE = dict(
+    layers=16, hidden=512, intermediate=1408, heads=8, kv_heads=2, group_size=4, start=8, end=16
+)
+
+
+def random_base(
+    layers=4, hidden=256, intermediate=688, heads=4, kv_heads=2, vocab=8192, **_
+) -> DecoderLM:
+    """A randomly initialised base decoder of the given shape (seed 0), in eval mode."""
     torch.manual_seed(0)
     cfg = DecoderConfig(
         vocab_size=vocab,
         hidden_size=hidden,
-        intermediate_size=688,
+        intermediate_size=intermediate,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         max_position_embeddings=4096,
     )
     return DecoderLM(cfg).eval()
+
+
+def shape_models(shape: dict) -> dict[str, torch.nn.Module]:
+    """Base, UniAttn and CLA models of one shape (random weights, W_c = 0)."""
+    base = random_base(**shape)
+    grouping = (shape["group_size"], shape["start"], shape["end"])
+    return {
+        "base": base,
+        "uniattn": convert_checkpoint(base, *grouping).eval(),
+        "cla": convert_checkpoint(base, *grouping, sharing="kv").eval(),
+    }
+
+
+@torch.no_grad()
+def attention_time_split(
+    seq_len: int = 1024, heads: int = 8, head_dim: int = 64, repeats: int = 5, seed: int = 0
+) -> dict:
+    """Eager causal attention of one layer (batch 1) split into QK^T, mask + softmax and PV, with
+    the fused SDPA kernel for comparison; median seconds of ``repeats`` and each part's share of
+    the eager total. Tests the abstract's "Softmax is a primary bottleneck" on this machine."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, heads, seq_len, head_dim, generator=gen) for _ in range(3))
+    causal = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    scale = 1.0 / head_dim**0.5
+    parts = {"qk": [], "softmax": [], "pv": [], "sdpa": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        t0 = time.perf_counter()
+        scores = (q * scale) @ k.transpose(-1, -2)
+        t1 = time.perf_counter()
+        probs = torch.softmax(scores.masked_fill_(~causal, float("-inf")), dim=-1)
+        t2 = time.perf_counter()
+        probs @ v
+        t3 = time.perf_counter()
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        t4 = time.perf_counter()
+        for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            parts[key].append(dt)
+    med = {key: statistics.median(times[1:]) for key, times in parts.items()}
+    eager = med["qk"] + med["softmax"] + med["pv"]
+    return {
+        "seq_len": seq_len,
+        "heads": heads,
+        "head_dim": head_dim,
+        "threads": torch.get_num_threads(),
+        **{f"{key}_seconds": value for key, value in med.items()},
+        **{f"{key}_share": med[key] / eager for key in ("qk", "softmax", "pv")},
+    }
 
 
 def _train_step(model, ids):
@@ -115,7 +173,7 @@ def perf_cases(quick: bool = False) -> list[dict]:
     """``repro-perf`` cases: UniAttn (superblocks of 2 on the top half) vs its base, one
     forward+backward on the same tokens."""
     layers, batch, seq = (4, 2, 64) if quick else (8, 4, 512)
-    base = _random_base(layers=layers).train()
+    base = random_base(layers=layers).train()
     uni = convert_checkpoint(base, 2, layers // 2, layers).train()
     ids = torch.randint(0, 8192, (batch, seq), generator=torch.Generator().manual_seed(0))
     return [
@@ -140,18 +198,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefill", type=int, default=1024)
     p.add_argument("--decode", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--attention-split", action="store_true", help="only the QK^T/softmax/PV split")
+    p.add_argument(
+        "--shape",
+        choices=("tiny", "paper-like"),
+        default="tiny",
+        help="random model when --base is not given: tiny (4 x 256) or paper-like (16 x 512, g=4)",
+    )
     args = p.parse_args(argv)
+    if args.attention_split:
+        print(json.dumps(attention_time_split(args.prefill), indent=1))
+        return 0
     if args.base:
         from repro_core.modeling import load_llama_checkpoint
 
         base = load_llama_checkpoint(args.base).eval()
+        grouping = (args.group_size, args.start, args.end)
+        models = {
+            "base": base,
+            "uniattn": convert_checkpoint(base, *grouping),
+            "cla": convert_checkpoint(base, *grouping, sharing="kv"),
+        }
+    elif args.shape == "paper-like":
+        models = shape_models(PAPER_LIKE_SHAPE)
     else:
-        base = _random_base()
-    models = {
-        "base": base,
-        "uniattn": convert_checkpoint(base, args.group_size, args.start, args.end),
-        "cla": convert_checkpoint(base, args.group_size, args.start, args.end, sharing="kv"),
-    }
+        shape = dict(layers=4, group_size=args.group_size, start=args.start, end=args.end)
+        models = shape_models(shape)
     print(json.dumps(measure_inference(models, args.prefill, args.decode, args.repeats), indent=1))
     return 0
 

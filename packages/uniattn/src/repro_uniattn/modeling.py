@@ -25,6 +25,7 @@ same groups: reusing layers keep their own Q and o_proj and attend to the root's
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,8 @@ class UniAttnConfig(DecoderConfig):
             "softmax unification only" ablation).
         uniattn_drop_unused_qk: reusing layers have no q_proj/k_proj (True, the efficient path).
             False keeps them (unused, no gradient) so that an official checkpoint loads verbatim.
+        uniattn_block_size: query block of the root's explicit causal softmax (see
+            :func:`causal_probs`; 0 = one T x S block). Changes speed only, not the result.
     """
 
     model_type = "repro_uniattn"
@@ -67,6 +70,7 @@ class UniAttnConfig(DecoderConfig):
         uniattn_sharing: str = "softmax",
         uniattn_compensation: bool = True,
         uniattn_drop_unused_qk: bool = True,
+        uniattn_block_size: int = 128,
         **kwargs,
     ):
         self.uniattn_group_size = int(uniattn_group_size)
@@ -75,6 +79,7 @@ class UniAttnConfig(DecoderConfig):
         self.uniattn_sharing = uniattn_sharing
         self.uniattn_compensation = bool(uniattn_compensation)
         self.uniattn_drop_unused_qk = bool(uniattn_drop_unused_qk)
+        self.uniattn_block_size = int(uniattn_block_size)
         super().__init__(**kwargs)
         if self.uniattn_group_size < 1:
             raise ValueError(f"uniattn_group_size={uniattn_group_size} must be >= 1")
@@ -126,10 +131,77 @@ def causal_scores_mask(attention_mask, query_len: int, key_len: int, device) -> 
     return (k_pos[None, :] <= q_pos[:, None])[None, None]
 
 
-def grouped(t: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
-    """(B, H, T, S) -> (B, Hkv, H/Hkv, T, S): query heads grouped by the kv head they use."""
-    B, H, T, S = t.shape
-    return t.view(B, num_kv_heads, H // num_kv_heads, T, S)
+class ProbBlock(NamedTuple):
+    """Attention probabilities of queries ``start:end`` over keys ``:keys``, stored grouped by
+    kv head as (B, Hkv, G * (end - start), keys) with G = H / Hkv query heads per kv head."""
+
+    start: int
+    end: int
+    keys: int
+    probs: torch.Tensor
+
+
+def causal_probs(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    block_size: int = 0,
+    dropout: float = 0.0,
+) -> list[ProbBlock]:
+    """P = softmax(Q K^T / sqrt(hd) + M) (Eq. 1) as a list of :class:`ProbBlock`.
+
+    q (B, H, T, hd), k (B, Hkv, S, hd). Plain causal attention (``attention_mask`` None, T == S)
+    is split into query blocks of ``block_size`` that only see the keys up to their last query,
+    which skips most of the masked upper triangle (the work SDPA's causal kernel also skips):
+    the QK^T and every layer's P V cost ~(1/2 + 1/(2n)) of the full T x S products for n blocks.
+    Otherwise (a padding mask, a cache prefix, decoding, ``block_size`` 0) one block holds all.
+    """
+    B, H, T, hd = q.shape
+    Hkv, S = k.shape[1], k.shape[2]
+    G = H // Hkv
+    q = q * (1.0 / math.sqrt(hd))  # scale the (T, hd) queries, not the (T, S) scores
+    softmax_dtype = torch.promote_types(q.dtype, torch.float32)  # fp32 for bf16/fp16, fp64 kept
+    if attention_mask is None and T == S and 0 < block_size < T:
+        bounds = [(a, min(a + block_size, T)) for a in range(0, T, block_size)]
+    else:
+        bounds = [(0, T)]
+    mask = causal_scores_mask(attention_mask, T, S, q.device)  # (B|1, 1, T, S) or None
+    blocks = []
+    for a, b in bounds:
+        keys = b + (S - T)  # queries a:b never see a key after the last one's position
+        q_blk = q[:, :, a:b].reshape(B, Hkv, G * (b - a), hd)  # heads of a kv group adjacent
+        scores = q_blk @ k[:, :, :keys].transpose(-1, -2)  # (B, Hkv, G * (b - a), keys)
+        if mask is not None:
+            blk_mask = mask[:, :, a:b, :keys]  # (B|1, 1, b - a, keys)
+            scores.view(B, Hkv, G, b - a, keys).masked_fill_(~blk_mask[:, :, None], float("-inf"))
+        probs = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(q.dtype)
+        if dropout:
+            probs = F.dropout(probs, dropout)
+        blocks.append(ProbBlock(a, b, keys, probs))
+    return blocks
+
+
+def probs_times_values(blocks: list[ProbBlock], v: torch.Tensor) -> torch.Tensor:
+    """P @ V for blocked probabilities: v (B, Hkv, S, hd) -> (B, H, T, hd)."""
+    B, Hkv, _, hd = v.shape
+    outs = []
+    for blk in blocks:
+        out = blk.probs.to(v.dtype) @ v[:, :, : blk.keys]  # (B, Hkv, G * (end - start), hd)
+        outs.append(out.view(B, Hkv, -1, blk.end - blk.start, hd))  # (B, Hkv, G, t, hd)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=3)
+    return out.flatten(1, 2)  # (B, H, T, hd)
+
+
+def dense_probs(blocks: list[ProbBlock], num_heads: int) -> torch.Tensor:
+    """The blocks as one (B, H, T, S) tensor (zeros where a block saw no key): for inspection."""
+    B, Hkv = blocks[0].probs.shape[:2]
+    T, S = blocks[-1].end, blocks[-1].keys
+    G = num_heads // Hkv
+    full = blocks[0].probs.new_zeros(B, Hkv, G, T, S)
+    for blk in blocks:
+        t = blk.end - blk.start
+        full[:, :, :, blk.start : blk.end, : blk.keys] = blk.probs.view(B, Hkv, G, t, blk.keys)
+    return full.flatten(1, 2)
 
 
 class Compensation(nn.Module):
@@ -160,6 +232,7 @@ class UniAttnAttention(Attention):
         self.sharing = config.uniattn_sharing
         self.root = config.root_of(layer_idx)
         self.publishes = layer_idx in set(config.reusing_layers().values())
+        self.block_size = config.uniattn_block_size
         self.compensation = None
         if self.root is not None:
             d = config.hidden_size
@@ -192,29 +265,19 @@ class UniAttnAttention(Attention):
             state.shared[f"uniattn_kv_{self.layer_idx}"] = (k, v)
             out = sdpa(q, k, v, attention_mask, self.dropout if self.training else 0.0)
         else:
-            # Eq. 1, written out because SDPA does not return P.
-            S = k.shape[2]
-            q = q * (1.0 / math.sqrt(self.head_dim))  # scale the (T, hd) queries, not (T, S)
-            scores = grouped(q, self.num_kv_heads) @ k[:, :, None].transpose(
-                -1, -2
-            )  # (B, Hkv, H/Hkv, T, S)
-            mask = causal_scores_mask(attention_mask, T, S, x.device)
-            if mask is not None:  # (B|1, 1, T, S) -> (B|1, 1, 1, T, S)
-                scores = scores.masked_fill(~mask[:, :, None], float("-inf"))
-            probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-            if self.training and self.dropout:
-                probs = F.dropout(probs, self.dropout)
-            # shared post-dropout P, one per query head (B, H, T, S), not detached (the root's
-            # W_q/W_k learn from every layer of the superblock)
-            state.shared[f"uniattn_probs_{self.layer_idx}"] = probs.flatten(1, 2)
-            out = (probs @ v[:, :, None]).flatten(1, 2)  # (B, H, T, hd)
+            # Eq. 1, written out because SDPA does not return P; shared (not detached, so the
+            # root's W_q/W_k learn from every layer of the superblock) as post-dropout blocks.
+            dropout = self.dropout if self.training else 0.0
+            blocks = causal_probs(q, k, attention_mask, self.block_size, dropout)
+            state.shared[f"uniattn_probs_{self.layer_idx}"] = blocks
+            out = probs_times_values(blocks, v)  # (B, H, T, hd)
         out = out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)
         return self.o_proj(out)
 
     def forward_reusing_softmax(self, x, attention_mask, past_key_values, state):
         """Eq. 2: o_proj(P_root @ V_l) + W_c u_l; no Q, no K, no softmax; V-only cache."""
         B, T, _ = x.shape
-        probs = state.shared[f"uniattn_probs_{self.root}"]  # (B, H, T, S)
+        blocks = state.shared[f"uniattn_probs_{self.root}"]  # P_root, see causal_probs
         kv_size = self.num_kv_heads * self.head_dim
         comp = None
         if self.compensation is not None and self.v_proj.bias is None:
@@ -230,7 +293,7 @@ class UniAttnAttention(Attention):
         if past_key_values is not None:
             # zero-width keys: the cache layer holds V only (no K bytes)
             _, v = past_key_values.update(v[..., :0], v, self.layer_idx)  # v (B, Hkv, S, hd)
-        out = (grouped(probs, self.num_kv_heads) @ v[:, :, None]).flatten(1, 2)  # (B,H,T,hd)
+        out = probs_times_values(blocks, v)  # (B, H, T, hd)
         out = self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
         if comp is not None:
             out = out + comp  # Eq. 2: W_c u_l after o_proj, before the residual add
@@ -285,6 +348,10 @@ def kv_cache_bytes(cache) -> int:
 __all__ = [
     "SHARING_MODES",
     "Compensation",
+    "ProbBlock",
+    "causal_probs",
+    "dense_probs",
+    "probs_times_values",
     "UniAttnAttention",
     "UniAttnConfig",
     "UniAttnForCausalLM",
