@@ -181,7 +181,8 @@ def perf_cases(quick: bool = False) -> list[dict]:
 
 if __name__ == "__main__":
     import argparse
-    from pathlib import Path
+
+    from repro_core.results import write_text_atomic
 
     parser = argparse.ArgumentParser(description="MoE FFN blocks vs dense FFN, fwd+bwd tokens/s")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -193,4 +194,4 @@ if __name__ == "__main__":
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_text_atomic(args.out, text + "\n")

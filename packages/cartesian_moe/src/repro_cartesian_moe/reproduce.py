@@ -21,15 +21,15 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 from repro_core.config import load_config, package_preset_dirs
+from repro_core.results import mean_std as core_mean_std
+from repro_core.results import replace_block, write_json_atomic, write_text_atomic
 from repro_core.train import Trainer
 
 from repro_cartesian_moe.evaluate import evaluate_model
@@ -103,16 +103,16 @@ def run_one(preset: str, variant: str, seed: int, overrides: list[str], run_dir:
         "tokens_seen": trained["tokens_seen"],
         "parameters": trained["parameters"],
     }
-    eval_file.write_text(json.dumps(record, indent=1))
+    write_json_atomic(eval_file, record, indent=1)
     return record
 
 
 def mean_std(values: list[float | None]) -> dict | None:
+    """Mean and std of the values that are not None (``repro_core.results.mean_std``) and those
+    values themselves; None if there is none."""
     values = [v for v in values if v is not None]
-    if not values:
-        return None
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "values": values}
+    stats = core_mean_std(values)
+    return None if stats is None else {"mean": stats["mean"], "std": stats["std"], "values": values}
 
 
 METRICS = (
@@ -301,20 +301,13 @@ def plot(report: dict, path: Path) -> None:
 
 def update_readme(report: dict, readme: Path) -> bool:
     """Replace the text between the preset's results markers in the README; False if absent."""
-    if not readme.is_file():
-        return False
     start, end = (m.format(preset=report["preset"]) for m in (README_START, README_END))
-    text = readme.read_text()
-    if start not in text or end not in text:
-        return False
     body = (
         f"\n_Generated from `results/{report['preset']}/results.json` by `reproduce.py` on "
         f"{report['date']} (UTC), {report['wall_seconds'] / 60:.1f} min wall time, "
         f"{report['hardware']}._\n\n" + tables_markdown(report) + "\n"
     )
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    readme.write_text(pattern.sub(lambda _: start + body + end, text))
-    return True
+    return replace_block(readme, start, end, body)
 
 
 def hardware() -> str:
@@ -418,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("date", "command", "wall_seconds", "hardware", "load_average_1min"):
                 report[key] = old[key]
             report["report_regenerated"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    (out / "results.json").write_text(json.dumps(report, indent=1))
-    (out / "results.md").write_text(results_markdown(report))
+    write_json_atomic(out / "results.json", report, indent=1)
+    write_text_atomic(out / "results.md", results_markdown(report))
     plot(report, out / "results.png")
     if out.resolve() == (PACKAGE_ROOT / "results" / preset_name).resolve():
         update_readme(report, PACKAGE_ROOT / "README.md")

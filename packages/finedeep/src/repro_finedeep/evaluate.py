@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from repro_core.data import as_blocks, resolve_corpus, tokenize_corpus
 from repro_core.evaluate import evaluate_blocks, load_run
+from repro_core.results import write_text_atomic
 
 from . import modeling  # noqa: F401  (registers FinedeepForCausalLM with AutoModelForCausalLM)
 from .nsar import THRESHOLDS, measure_nsar
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        write_text_atomic(args.out, text)
     return 0
 
 

@@ -18,7 +18,6 @@ Numba kernels are loaded (or compiled) once before timing; that cost is reported
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -36,6 +35,7 @@ from repro_core.bpe import (
     to_hf_tokenizer,
     train_bpe,
 )
+from repro_core.results import write_json_atomic, write_text_atomic
 
 from repro_scaffold_bpe.scaffold import train_scaffold_bpe
 
@@ -315,9 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_report(result))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        Path(args.out).with_suffix(".md").write_text(markdown_table(result), encoding="utf-8")
+        write_json_atomic(args.out, result, indent=2)
+        write_text_atomic(Path(args.out).with_suffix(".md"), markdown_table(result))
     return 0
 
 

@@ -31,6 +31,7 @@ from repro_core.bpe import (
     count_pieces,
     train_bpe,
 )
+from repro_core.results import write_text_atomic
 
 PATTERNS = {"gpt2": GPT2_PATTERN, "gpt2-split-digits": GPT2_SPLIT_DIGITS_PATTERN}
 
@@ -177,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "normal_ids": model.normal_ids,
         "events": model.events,
     }
-    (out / "training_summary.json").write_text(
-        json.dumps(summary, ensure_ascii=False), encoding="utf-8"
-    )
+    write_text_atomic(out / "training_summary.json", json.dumps(summary, ensure_ascii=False))
     print(
         f"{args.method}: N={model.vocab_size} |E|={model.expanded_vocab_size} "
         f"|S|={len(model.scaffold_ids)} from {n_bytes / 1e6:.2f} MB in {count_seconds:.2f}s count + "

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from repro_core.results import mean_std as core_mean_std
+from repro_core.results import replace_block, write_json_atomic, write_text_atomic
 
 SLUG = "scaffold_bpe"
 PACKAGE_DIR = Path(__file__).resolve().parents[2]  # packages/scaffold_bpe in a checkout
@@ -242,7 +244,7 @@ def cached_tokenizer_experiment(
             for a in ("bpe", "scaffold")
         },
     )
-    path.write_text(json.dumps({"key": key, "result": _jsonable(raw)}))
+    write_text_atomic(path, json.dumps({"key": key, "result": _jsonable(raw)}))
     return raw
 
 
@@ -298,7 +300,7 @@ def train_lm(
         start = time.perf_counter()
         result = Trainer(cfg, run_dir, tokenizer=tokenizer).train()
         result["wall_seconds"] = time.perf_counter() - start
-        done.write_text(json.dumps(result, indent=1))
+        write_json_atomic(done, result, indent=1)
     result["bytes_per_token"] = result["val_loss"] / math.log(2) / result["val_bits_per_byte"]
     result["run_dir"] = str(run_dir)
     result["tokenizer"] = spec
@@ -310,7 +312,8 @@ def train_lm(
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    stats = core_mean_std(values)
+    return stats["mean"], stats["std"]
 
 
 def lm_summary(runs: dict[str, dict[int, dict]]) -> dict:
@@ -545,15 +548,9 @@ def readme_block(results: dict) -> str:
 
 
 def update_readme(results: dict, readme: Path) -> bool:
-    if not readme.is_file():
-        return False
-    text = readme.read_text(encoding="utf-8")
-    if README_START not in text or README_END not in text:
-        return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + readme_block(results) + tail, encoding="utf-8")
-    return True
+    """Replace the generated section of the README; False if the file or a marker is missing."""
+    body = readme_block(results).removeprefix(README_START).removesuffix(README_END)
+    return replace_block(readme, README_START, README_END, body)
 
 
 def plot(results: dict, tok_raw: dict, path: Path) -> None:
@@ -728,9 +725,9 @@ def run(
         "wall_seconds": time.perf_counter() - start,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    write_json_atomic(out / "results.json", results, indent=1)
     plot(results, tok_raw["sizes"], out / PLOT)
-    (out / "results.md").write_text(to_markdown(results), encoding="utf-8")
+    write_text_atomic(out / "results.md", to_markdown(results))
     if preset == "tiny" and out.resolve() == default_out("tiny").resolve():
         update_readme(results, PACKAGE_DIR / "README.md")
     log(f"[reproduce] wrote {out}/results.json, results.md, {PLOT}")

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from repro_core.results import replace_block, write_json_atomic, write_text_atomic
 
 from .api import TSL
 from .baselines import DEFAULT_BASELINES
@@ -710,15 +711,9 @@ def readme_block(results: dict) -> str:
 
 
 def update_readme(results: dict, readme: Path) -> bool:
-    if not readme.is_file():
-        return False
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + readme_block(results) + tail)
-    return True
+    """Replace the generated section of the README; False if the file or a marker is missing."""
+    body = readme_block(results).removeprefix(README_START).removesuffix(README_END)
+    return replace_block(readme, README_START, README_END, body)
 
 
 def make_plots(results: dict, out: Path) -> list[str]:
@@ -903,10 +898,11 @@ def write_reports(results: dict, out: Path, readme: Path | None) -> None:
     results["claims"] = claims(
         results["prediction"], results["ranking"], grid, results["config"]["data"]["corpus"]
     )
-    from .report import write_json_atomic
+    from .report import to_json_ready
 
-    write_json_atomic(results, out / "results.json")
-    (out / "results.md").write_text(results_markdown(results))
+    # NaN/inf -> null and numpy -> Python numbers, as the package's JSON files are written
+    write_json_atomic(out / "results.json", to_json_ready(results), indent=2)
+    write_text_atomic(out / "results.md", results_markdown(results))
     if readme is not None:
         update_readme(results, readme)
 
