@@ -168,3 +168,24 @@ def test_perf_cases_and_checkpoint_registry_run():
     )
     assert costs["uniattn"]["kv_bytes_per_token"] / costs["base"]["kv_bytes_per_token"] == 7 / 8
     assert costs["uniattn"]["softmax_calls_per_token"] == 3
+
+
+def test_paper_like_cost_section_and_claims():
+    """The cost table of a random shape and the attention split reach the claims and markdown."""
+    from repro_uniattn.bench import attention_time_split, shape_models
+    from repro_uniattn.reproduce import cost_ratios, paper_like_markdown
+
+    shape = dict(layers=4, hidden=32, intermediate=64, heads=4, kv_heads=2, vocab=64)
+    shape.update(group_size=2, start=2, end=4)
+    models = cost_ratios(shape_models(shape), prefill=16, decode=2, repeats=1)
+    assert models["uniattn"]["kv_bytes_per_token_ratio"] == 7 / 8
+    assert models["cla"]["kv_bytes_per_token_ratio"] == 6 / 8
+    split = attention_time_split(seq_len=32, heads=2, head_dim=8, repeats=1)
+    assert abs(split["qk_share"] + split["softmax_share"] + split["pv_share"] - 1) < 1e-9
+    paper_like = {"shape": shape, "models": models, "attention_split": split}
+    found = {c["metric"].split(" (")[0]: c for c in claims({}, {}, paper_like)}
+    assert found["kv_bytes_per_token / base"]["verdict"] == "reproduced"
+    softmax_claim = next(v for k, v in found.items() if k.startswith("softmax share"))
+    assert softmax_claim["method_value"]["mean"] == split["softmax_share"]
+    text = "\n".join(paper_like_markdown(paper_like))
+    assert "0.875x" in text and "mask + softmax" in text

@@ -18,6 +18,7 @@ from pathlib import Path
 from repro_core.data import as_blocks, resolve_corpus, tokenize_corpus
 from repro_core.evaluate import evaluate_blocks, load_run
 from repro_core.modeling import count_parameters
+from repro_core.results import write_text_atomic
 
 from . import modeling  # noqa: F401  (registers UniAttnForCausalLM with AutoModelForCausalLM)
 from .bench import softmax_calls_per_token
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        write_text_atomic(args.out, text)
     return 0
 
 

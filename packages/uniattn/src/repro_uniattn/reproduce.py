@@ -17,10 +17,10 @@ Run directories: ``runs/uniattn/<preset>/<arm>/seed<seed>`` (finished runs are r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from repro_core.config import load_config, package_preset_dirs, resolve_base
+from repro_core.results import mean_std, replace_block, write_json_atomic, write_text_atomic
 
 from .config import UniAttnModelConfig
 
@@ -38,7 +39,10 @@ ARMS = {
     "uniattn-zero-init": ["model.variant=uniattn", "model.compensation_init=zero"],
     "softmax-only": ["model.variant=softmax", "model.stage1_steps=0"],
     "cla": ["model.variant=cla", "model.stage1_steps=0"],
+    # spec §4.2 arm G: the converted model with its LS-initialised W_c and no post-training
+    "uniattn-untrained": ["model.variant=uniattn", "model.stage1_steps=0"],
 }
+UNTRAINED = "uniattn-untrained"
 LABELS = {
     "base": "base model (no post-training)",
     "finetune": "standard full fine-tuning",
@@ -46,6 +50,7 @@ LABELS = {
     "uniattn-zero-init": "UniAttn (W_c = 0 init, 2 stages)",
     "softmax-only": "unification without W_c",
     "cla": "cross-layer KV sharing (CLA)",
+    "uniattn-untrained": "UniAttn, LS init, no post-training",
 }
 METRICS = ("task_loss", "task_accuracy", "base_perplexity")
 
@@ -72,17 +77,69 @@ def run_one(preset: str, arm: str, seed: int, extra: list[str], eval_batches: in
         return json.loads(eval_file.read_text())
     cfg = arm_config(preset, arm, seed, extra)
     start = time.perf_counter()
-    if not (run_dir / "results.json").is_file():
-        run(cfg, run_dir)
-        reset_accelerate()
+    if arm == UNTRAINED:
+        model, tok, corpus = untrained_model(cfg)
+    else:
+        if not (run_dir / "results.json").is_file():
+            run(cfg, run_dir)
+            reset_accelerate()
+        model, tok, saved = load_run(run_dir)
+        corpus = saved["data"]["corpus"]
     train_seconds = time.perf_counter() - start
-    model, tok, saved = load_run(run_dir)
-    out = evaluate_model(
-        model.eval(), tok, saved["data"]["corpus"], "wikitext-2", 256, eval_batches
-    )
+    out = evaluate_model(model.eval(), tok, corpus, "wikitext-2", 256, eval_batches)
     out.update(arm=arm, seed=seed, wall_seconds=train_seconds)
-    eval_file.write_text(json.dumps(out, indent=1))
+    write_json_atomic(eval_file, out)
     return out
+
+
+def untrained_model(cfg):
+    """Arm G: convert the base and fit W_c (as the training entry point does), no training."""
+    from .task import resolve_task_corpus
+    from .train import build_model, run_tokenizer
+
+    corpus = resolve_task_corpus(cfg.data.corpus)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=corpus))
+    tokenizer = run_tokenizer(cfg)
+    return build_model(cfg, tokenizer, log=lambda *_: None), tokenizer, corpus
+
+
+def _run_in_worker(preset, arm, seed, extra, eval_batches) -> dict:
+    torch.set_num_threads(1)
+    print(f"[reproduce] {arm} seed {seed}", flush=True)
+    return run_one(preset, arm, seed, extra, eval_batches)
+
+
+def run_grid(preset: str, grid: list, extra: list[str], eval_batches: int, jobs: int) -> list:
+    """Every (arm, seed) of ``grid``, in order; ``jobs`` > 1 runs that many at once, each in a
+    fresh single-threaded process (on a small CPU, N one-thread runs beat one N-thread run)."""
+    if jobs <= 1:
+        out = []
+        for arm, seed in grid:
+            print(f"[reproduce] {arm} seed {seed}", flush=True)
+            out.append(run_one(preset, arm, seed, extra, eval_batches))
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .task import resolve_task_corpus
+
+    resolve_task_corpus(arm_config(preset, "finetune", 0, extra).data.corpus)  # write it once
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by the children's OpenMP before torch starts
+    try:
+        with ProcessPoolExecutor(
+            jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1
+        ) as pool:
+            futures = [
+                pool.submit(_run_in_worker, preset, arm, seed, extra, eval_batches)
+                for arm, seed in grid
+            ]
+            return [f.result() for f in futures]
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
 
 
 def evaluate_base(preset: str, extra: list[str], eval_batches: int) -> dict:
@@ -111,15 +168,22 @@ def measure_costs(preset: str, extra: list[str], prefill: int, decode: int, repe
     from transformers import AutoModelForCausalLM
 
     from . import modeling  # noqa: F401
-    from .bench import measure_inference
 
     cfg = arm_config(preset, "finetune", 0, extra)
     models = {"base": load_llama_checkpoint(resolve_base(cfg.model.init_from))}
     for arm in ARMS:
         final = runs_root(preset) / arm / "seed0" / "final"
         # finetune has the base architecture, uniattn-zero-init the uniattn one
-        if final.is_dir() and arm not in ("finetune", "uniattn-zero-init"):
+        if final.is_dir() and arm not in ("finetune", "uniattn-zero-init", UNTRAINED):
             models[arm] = AutoModelForCausalLM.from_pretrained(final)
+    return cost_ratios(models, prefill, decode, repeats)
+
+
+def cost_ratios(models: dict, prefill: int, decode: int, repeats: int) -> dict:
+    """:func:`~repro_uniattn.bench.measure_inference` on one thread, plus each cost's ratio to
+    the model named ``base``."""
+    from .bench import measure_inference
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: less noise from a shared machine
     try:
@@ -137,12 +201,21 @@ def measure_costs(preset: str, extra: list[str], prefill: int, decode: int, repe
     return {name: {**r, **{f"{k}_ratio": r[k] / base[k] for k in keys}} for name, r in raw.items()}
 
 
-def mean_std(values: list[float]) -> dict:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
+def measure_paper_like_costs(prefill: int, decode: int, repeats: int) -> dict:
+    """The same cost ratios for random models of :data:`~repro_uniattn.bench.PAPER_LIKE_SHAPE`
+    (latency does not depend on the weights), plus the eager attention time split."""
+    from .bench import PAPER_LIKE_SHAPE, attention_time_split, shape_models
+
+    out = {"shape": PAPER_LIKE_SHAPE}
+    out["models"] = cost_ratios(shape_models(PAPER_LIKE_SHAPE), prefill, decode, repeats)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        hd = PAPER_LIKE_SHAPE["hidden"] // PAPER_LIKE_SHAPE["heads"]
+        out["attention_split"] = attention_time_split(prefill, PAPER_LIKE_SHAPE["heads"], hd)
+    finally:
+        torch.set_num_threads(threads)
+    return out
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -175,7 +248,7 @@ def compare(method: dict, baseline: dict, lower_is_better: bool, close: bool = F
     return "not at this scale"
 
 
-def claims(summary: dict, costs: dict) -> list[dict]:
+def claims(summary: dict, costs: dict, paper_like: dict | None = None) -> list[dict]:
     out = []
 
     def add(claim, source, metric, arm, base, lower, close=False):
@@ -235,23 +308,57 @@ def claims(summary: dict, costs: dict) -> list[dict]:
         "uniattn-zero-init",
         True,
     )
-    if "uniattn" in costs:
+    add(
+        "post-training is needed after unification",
+        "spec §4.2 arm G",
+        "task_loss",
+        "uniattn",
+        UNTRAINED,
+        True,
+    )
+
+    def single(value: float) -> dict:
+        return {"mean": value, "std": 0.0, "n": 1}
+
+    shapes = [("trained tiny models", costs)]
+    if paper_like:
+        shapes.append(("paper-like shape, random weights", paper_like["models"]))
+    for where, table in shapes:
+        if "uniattn" not in table:
+            continue
         for key in ("kv_bytes_per_token", "decode_seconds", "prefill_seconds"):
-            ratio = costs["uniattn"][f"{key}_ratio"]
+            ratio = table["uniattn"][f"{key}_ratio"]
+            # KV bytes are exact; a time counts as lower beyond 3% (timing noise on a shared CPU)
+            cutoff = 1.0 if key == "kv_bytes_per_token" else 0.97
             out.append(
                 dict(
                     claim="Reducing Inference Costs via Softmax Unification",
                     source="title",
-                    metric=f"{key} / base",
+                    metric=f"{key} / base ({where})",
                     method="uniattn",
                     baseline="base",
-                    method_value={"mean": ratio, "std": 0.0, "n": 1},
-                    baseline_value={"mean": 1.0, "std": 0.0, "n": 1},
-                    verdict="reproduced"
-                    if ratio < (1.0 if key == "kv_bytes_per_token" else 0.97)
-                    else "not at this scale",
+                    method_value=single(ratio),
+                    baseline_value=single(1.0),
+                    verdict="reproduced" if ratio < cutoff else "not at this scale",
                 )
             )
+    if paper_like and "attention_split" in paper_like:
+        split = paper_like["attention_split"]
+        shares = {k: split[f"{k}_share"] for k in ("qk", "softmax", "pv")}
+        out.append(
+            dict(
+                claim="Softmax is a primary bottleneck for LLM inference",
+                source="abstract v1",
+                metric=f"softmax share of eager attention time (T={split['seq_len']}, 1 thread)",
+                method="softmax",
+                baseline="largest of QK^T, PV",
+                method_value=single(shares["softmax"]),
+                baseline_value=single(max(shares["qk"], shares["pv"])),
+                verdict="reproduced"
+                if shares["softmax"] >= max(shares["qk"], shares["pv"])
+                else "not at this scale",
+            )
+        )
     return out
 
 
@@ -280,7 +387,9 @@ def to_markdown(report: dict) -> str:
             f"{base['softmax_calls_per_token']} | {base['parameters']:,} | 1 | 1 |"
         )
     for arm, st in s.items():
-        same_arch = {"finetune": "base", "uniattn-zero-init": "uniattn"}.get(arm, arm)
+        same_arch = {"finetune": "base", "uniattn-zero-init": "uniattn", UNTRAINED: "uniattn"}.get(
+            arm, arm
+        )
         c = costs.get(same_arch) or {}
         ratio = lambda k, c=c: f"{c[k]:.2f}" if k in c else "n/a"  # noqa: E731
         lines.append(
@@ -298,6 +407,7 @@ def to_markdown(report: dict) -> str:
             f"decode steps with the cache, 1 CPU thread, median of {report['latency_repeats']} interleaved "
             f"rounds; base: prefill {b['prefill_seconds']:.3f} s, decode {b['decode_seconds']:.3f} s.",
         ]
+    lines += paper_like_markdown(report.get("paper_like_costs"))
     lines += [
         "",
         "## Claims",
@@ -311,6 +421,41 @@ def to_markdown(report: dict) -> str:
             f"vs {c['baseline']} {fmt(c['baseline_value'])} | {c['verdict']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def paper_like_markdown(paper_like: dict | None) -> list[str]:
+    if not paper_like:
+        return []
+    sh, models = paper_like["shape"], paper_like["models"]
+    b = models["base"]
+    lines = [
+        "",
+        f"Costs at a paper-like shape (random weights; latency does not depend on them): "
+        f"{sh['layers']} layers, d={sh['hidden']}, {sh['heads']} heads / {sh['kv_heads']} kv heads, "
+        f"superblocks of {sh['group_size']} on layers {sh['start']}-{sh['end'] - 1} (the paper's "
+        f"LLaMA-3.1-8B ratio, 37.5% of layers reuse P). Same latency protocol; base: prefill "
+        f"{b['prefill_seconds']:.3f} s, decode {b['decode_seconds']:.3f} s.",
+        "",
+        "| model | KV bytes/token | softmax calls | params | prefill time / base | decode time / base |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, c in models.items():
+        lines.append(
+            f"| {name} | {c['kv_bytes_per_token']:.0f} ({c['kv_bytes_per_token_ratio']:.3f}x) | "
+            f"{c['softmax_calls_per_token']} | {c['parameters']:,} | "
+            f"{c['prefill_seconds_ratio']:.2f} | {c['decode_seconds_ratio']:.2f} |"
+        )
+    split = paper_like.get("attention_split")
+    if split:
+        lines += [
+            "",
+            f"Eager attention of one layer (T={split['seq_len']}, {split['heads']} heads x "
+            f"{split['head_dim']}, 1 thread): QK^T {split['qk_share']:.0%}, mask + softmax "
+            f"{split['softmax_share']:.0%}, PV {split['pv_share']:.0%} of "
+            f"{(split['qk_seconds'] + split['softmax_seconds'] + split['pv_seconds']) * 1e3:.1f} ms; "
+            f"fused SDPA (causal) {split['sdpa_seconds'] * 1e3:.1f} ms.",
+        ]
+    return lines
 
 
 def plot(report: dict, path: Path) -> None:
@@ -336,16 +481,10 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def update_readme(report: dict, readme: Path) -> None:
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    if not readme.is_file():
-        return
-    text = readme.read_text()
-    if start not in text or end not in text:
-        return
+def update_readme(report: dict, readme: Path) -> bool:
+    """Replace the generated results block of the package README (False if it has none)."""
     body = to_markdown(report).split("\n", 2)[2]  # drop the title
-    new = text[: text.index(start) + len(start)] + "\n" + body + text[text.index(end) :]
-    readme.write_text(new)
+    return replace_block(readme, "<!-- results:start -->", "<!-- results:end -->", "\n" + body)
 
 
 def checkpoints() -> dict[str, str]:
@@ -375,6 +514,18 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch threads for training (0 = default)"
     )
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="runs at once, one thread each (0 = the CPU core count without a GPU, 1 with one)",
+    )
+    p.add_argument(
+        "--no-paper-like-costs",
+        dest="paper_like_costs",
+        action="store_false",
+        help="skip the cost table of the random paper-like shape (~1 min)",
+    )
+    p.add_argument(
         "--report-only", action="store_true", help="only rebuild the report from eval.json files"
     )
     args = p.parse_args(argv)
@@ -390,15 +541,25 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runs = []
-    for seed in seeds:
-        for arm in arms:
+    if not arm_config(args.preset, "finetune", 0, args.overrides).model.init_from:
+        print(
+            f"preset {args.preset!r} has no model.init_from: the grid post-trains a base checkpoint. "
+            "Run `make base` (tiny presets read $REPRO_BASE, default runs/base/final) or pass "
+            "--set model.init_from=DIR",
+            file=sys.stderr,
+        )
+        return 2
+    grid = [(arm, seed) for seed in seeds for arm in arms]
+    if args.report_only:
+        for arm, seed in grid:
             eval_file = runs_root(args.preset) / arm / f"seed{seed}" / "eval.json"
-            if args.report_only:
-                if eval_file.is_file():
-                    runs.append(json.loads(eval_file.read_text()))
-                continue
-            print(f"[reproduce] {arm} seed {seed}", flush=True)
-            runs.append(run_one(args.preset, arm, seed, args.overrides, args.eval_batches))
+            if eval_file.is_file():
+                runs.append(json.loads(eval_file.read_text()))
+    else:
+        jobs = args.jobs or (
+            1 if torch.cuda.is_available() else min(os.cpu_count() or 1, len(grid))
+        )
+        runs = run_grid(args.preset, grid, args.overrides, args.eval_batches, jobs)
     previous = (
         json.loads((out_dir / "results.json").read_text())
         if (out_dir / "results.json").is_file()
@@ -406,10 +567,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.report_only and previous:
         base_eval, costs = previous.get("base_model", {}), previous.get("costs", {})
+        paper_like = previous.get("paper_like_costs")
     else:
         base_eval = evaluate_base(args.preset, args.overrides, args.eval_batches)
         costs = measure_costs(
             args.preset, args.overrides, args.prefill, args.decode, args.latency_repeats
+        )
+        paper_like = (
+            measure_paper_like_costs(args.prefill, args.decode, args.latency_repeats)
+            if args.paper_like_costs
+            else None
         )
     summary = summarize(runs)
     cfg = arm_config(args.preset, "uniattn", 0, args.overrides)
@@ -431,14 +598,15 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "summary": summary,
         "costs": costs,
+        "paper_like_costs": paper_like,
         "latency_repeats": args.latency_repeats,
         "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}",
         "wall_seconds": wall,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    report["claims"] = claims(summary, costs)
-    (out_dir / "results.json").write_text(json.dumps(report, indent=1))
-    (out_dir / "results.md").write_text(to_markdown(report))
+    report["claims"] = claims(summary, costs, paper_like)
+    write_json_atomic(out_dir / "results.json", report)
+    write_text_atomic(out_dir / "results.md", to_markdown(report))
     if summary:
         plot(report, out_dir / "uniattn.png")
     update_readme(report, PACKAGE_ROOT / "README.md")

@@ -22,6 +22,7 @@ import random
 from pathlib import Path
 
 import torch
+from repro_core.results import write_text_atomic
 
 CORPUS_NAME = "synthetic-sft"
 WORDS = (
@@ -73,10 +74,12 @@ def write_corpus(
         return rows
 
     test_rows, valid_rows, train_rows = draw(test), draw(valid), draw(train)
-    (out / "train.txt").write_text("".join(f"{p}{r}\n" for p, r in train_rows))
-    (out / "valid.txt").write_text("".join(f"{p}{r}\n" for p, r in valid_rows))
-    (out / "heldout.json").write_text(
-        "".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in test_rows)
+    # heldout.json last: its presence marks a complete corpus (resolve_task_corpus)
+    write_text_atomic(out / "train.txt", "".join(f"{p}{r}\n" for p, r in train_rows))
+    write_text_atomic(out / "valid.txt", "".join(f"{p}{r}\n" for p, r in valid_rows))
+    write_text_atomic(
+        out / "heldout.json",
+        "".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in test_rows),
     )
     return out
 

@@ -64,17 +64,20 @@ def build_model(cfg, tokenizer, log=print):
     return model.train()
 
 
+def run_tokenizer(cfg):
+    """The base checkpoint's tokenizer, or (no ``model.init_from``) the data config's."""
+    if cfg.model.init_from:
+        return get_tokenizer(resolve_base(cfg.model.init_from))
+    return get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
+
+
 def run(cfg, run_dir: Path, resume: bool = False) -> dict:
     """Train one arm (one or two stages); returns the final stage's results."""
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, corpus=resolve_task_corpus(cfg.data.corpus))
     )
     m = cfg.model
-    tokenizer = (
-        get_tokenizer(resolve_base(m.init_from))
-        if m.init_from
-        else get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
-    )
+    tokenizer = run_tokenizer(cfg)
     run_dir = Path(run_dir)
     if m.stage1_steps:
         stage1_dir = run_dir / "stage1"
