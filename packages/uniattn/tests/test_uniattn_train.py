@@ -189,3 +189,25 @@ def test_paper_like_cost_section_and_claims():
     assert softmax_claim["method_value"]["mean"] == split["softmax_share"]
     text = "\n".join(paper_like_markdown(paper_like))
     assert "0.875x" in text and "mask + softmax" in text
+
+
+def test_latency_verdict_needs_every_paired_round():
+    """A latency ratio counts only when every interleaved round agrees; else it is noise."""
+
+    def table(decode_range, prefill_range):
+        uni = {
+            "kv_bytes_per_token_ratio": 0.875,
+            "decode_seconds_ratio": sum(decode_range) / 2,
+            "decode_seconds_ratio_range": decode_range,
+            "prefill_seconds_ratio": sum(prefill_range) / 2,
+            "prefill_seconds_ratio_range": prefill_range,
+        }
+        return {"base": {}, "uniattn": uni}
+
+    found = {c["metric"]: c for c in claims({}, table([0.85, 0.95], [0.95, 1.05]))}
+    assert found["kv_bytes_per_token / base (trained tiny models)"]["verdict"] == "reproduced"
+    assert found["decode_seconds / base (trained tiny models)"]["verdict"] == "reproduced"
+    assert found["prefill_seconds / base (trained tiny models)"]["verdict"] == "not at this scale"
+    found = {c["metric"]: c for c in claims({}, table([1.02, 1.10], [0.90, 1.0]))}
+    assert found["decode_seconds / base (trained tiny models)"]["verdict"] == "contradicted"
+    assert found["prefill_seconds / base (trained tiny models)"]["verdict"] == "not at this scale"

@@ -76,6 +76,8 @@ def measure_inference(
         name: {
             "prefill_seconds": statistics.median(times[name][0]),
             "decode_seconds": statistics.median(times[name][1]),
+            "prefill_rounds": times[name][0],  # one per interleaved round, for paired ratios
+            "decode_rounds": times[name][1],
             "kv_bytes_per_token": kv[name],
             "softmax_calls_per_token": softmax_calls_per_token(m),
             "parameters": count_parameters(m)["total"],
