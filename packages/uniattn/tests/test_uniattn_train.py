@@ -211,3 +211,19 @@ def test_latency_verdict_needs_every_paired_round():
     found = {c["metric"]: c for c in claims({}, table([1.02, 1.10], [0.90, 1.0]))}
     assert found["decode_seconds / base (trained tiny models)"]["verdict"] == "contradicted"
     assert found["prefill_seconds / base (trained tiny models)"]["verdict"] == "not at this scale"
+
+
+def test_reproduce_without_a_base_fails_fast(tmp_path, capsys, monkeypatch):
+    from repro_uniattn.reproduce import main
+
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path / "runs"))  # never reuse real runs
+    missing = tmp_path / "no-base"
+    out = tmp_path / "results"
+    assert main(["--preset", "tiny", "--out", str(out), "--set", f"model.init_from={missing}"]) == 2
+    assert "not a model directory" in capsys.readouterr().err
+    monkeypatch.setenv("REPRO_BASE", str(missing))
+    assert main(["--preset", "tiny", "--out", str(out)]) == 2
+    assert "make base" in capsys.readouterr().err
+    assert main(["--preset", "debug", "--out", str(out)]) == 2  # no base at all
+    assert not out.exists()  # nothing written
+    assert "model.init_from" in capsys.readouterr().err

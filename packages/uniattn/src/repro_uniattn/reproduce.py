@@ -557,11 +557,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown arms {unknown}; available: {list(ARMS)}", file=sys.stderr)
         return 2
-    out_dir = Path(args.out) if args.out else PACKAGE_ROOT / "results" / args.preset
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    runs = []
-    if not arm_config(args.preset, "finetune", 0, args.overrides).model.init_from:
+    init_from = arm_config(args.preset, "finetune", 0, args.overrides).model.init_from
+    if init_from and not args.report_only:  # fail here, not in every worker
+        try:
+            path = resolve_base(init_from)
+        except FileNotFoundError as err:
+            print(err, file=sys.stderr)
+            return 2
+        hub_id = not Path(path).is_absolute() and path.count("/") == 1 and not Path(path).exists()
+        if not hub_id and not Path(path, "config.json").is_file():
+            print(
+                f"model.init_from={path!r} is not a model directory (no config.json): pass the "
+                "output of save_pretrained, e.g. runs/base/final from `make base`",
+                file=sys.stderr,
+            )
+            return 2
+    if not init_from:
         print(
             f"preset {args.preset!r} has no model.init_from: the grid post-trains a base checkpoint. "
             "Run `make base` (tiny presets read $REPRO_BASE, default runs/base/final) or pass "
@@ -569,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    out_dir = Path(args.out) if args.out else PACKAGE_ROOT / "results" / args.preset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    runs = []
     grid = [(arm, seed) for seed in seeds for arm in arms]
     if args.report_only:
         for arm, seed in grid:
