@@ -123,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if not args.resume and (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()
+    if not args.resume:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # every rank may get here first
     results = run(cfg, run_dir, resume=args.resume)
-    print(
-        f"[done] val loss {results['val_loss']:.4f} | val ppl {results['val_perplexity']:.2f} | run dir {run_dir}"
-    )
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(
+            f"[done] val loss {results['val_loss']:.4f} | val ppl {results['val_perplexity']:.2f} | run dir {run_dir}"
+        )
     return 0
 
 
