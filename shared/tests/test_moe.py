@@ -284,3 +284,43 @@ def test_report_aux_weights_losses_into_forward_state():
     assert set(state.aux_losses) == {"moe_load_balancing", "moe_z_loss"}
     lb = sum(a.load_balancing_loss for a in state.shared["moe_aux"])
     torch.testing.assert_close(state.aux_losses["moe_load_balancing"], 0.01 * lb)
+
+
+@pytest.mark.parametrize("top_p,cap", [(0.4, 8), (0.75, 8), (0.5, 2), (1.0, 8)])
+def test_top_p_routing_matches_a_per_token_loop(top_p, cap):
+    """Top-p routing against a per-token loop over the sorted probabilities: experts are kept
+    until their running sum reaches p (the crossing one included, at most ``cap``), with their
+    raw probabilities as weights; the dispatch equals the loop over experts."""
+    torch.manual_seed(0)
+    moe = MoEFeedForward(16, 8, 12, cap, top_p=top_p, init_std=0.5).double()
+    x = torch.randn(40, 16, dtype=torch.float64)
+    route = moe.router(x)
+    probs = torch.softmax(x @ moe.router.weight.T, dim=-1).detach()
+    ref_out = torch.zeros_like(x)
+    for n in range(x.shape[0]):
+        order = torch.argsort(probs[n], descending=True).tolist()
+        chosen, total = [], 0.0
+        for e in order[:cap]:
+            chosen.append(e)
+            total += float(probs[n, e])
+            if total >= top_p:
+                break
+        got = [int(i) for i in route.indices[n] if i >= 0]
+        assert got == chosen, (n, got, chosen)
+        w = route.weights[n, : len(chosen)]
+        torch.testing.assert_close(w, probs[n, chosen])  # raw, not renormalised
+        assert bool((route.weights[n, len(chosen) :] == 0).all())
+        for e, we in zip(chosen, w):
+            ref_out[n] += we.detach() * moe.experts.expert_forward(e, x[n : n + 1])[0].detach()
+    torch.testing.assert_close(moe.experts(x, route.indices, route.weights), ref_out)
+    counts = (route.indices >= 0).sum(-1)
+    assert int(counts.min()) >= 1 and int(counts.max()) <= cap
+    if top_p < 1.0 and cap == 8:
+        assert int(counts.max()) > int(counts.min())  # variable number of experts per token
+
+
+def test_top_p_rejects_sigmoid_and_out_of_range():
+    with pytest.raises(ValueError, match="top_p"):
+        TopKRouter(8, 4, 4, score_func="sigmoid", top_p=0.5)
+    with pytest.raises(ValueError, match="top_p"):
+        TopKRouter(8, 4, 4, top_p=0.0)

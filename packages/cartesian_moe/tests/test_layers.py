@@ -251,6 +251,7 @@ def test_baselines_have_equal_total_and_activated_parameters(d, w, n):
         "fine_grained": 2 * router + coef,
         "cartesian": 2 * router + 2 * coef + norm,
         "cartesian_no_shared": 2 * router + norm,
+        "smoe_topp": router + coef,
     }
     activated_units = {  # expert units per token
         "smoe_share": 3 * unit,
@@ -258,6 +259,7 @@ def test_baselines_have_equal_total_and_activated_parameters(d, w, n):
         "fine_grained": 3 * unit,
         "cartesian": 3 * unit,
         "cartesian_no_shared": 2 * unit,
+        "smoe_topp": (n + 1) * unit,  # top-p: the cap, every routed expert + the shared one
     }
     for variant, block in blocks.items():
         routed, shared = expert_and_shared_parameters(block)

@@ -72,6 +72,11 @@ class TopKRouter(nn.Module):
             "sigmoid" (independent per-expert scores).
         renormalize: divide the top-k weights by their sum. None means "when k > 1" (the rule
             of the CartesianMoE code and GShard); for k = 1 the weight is the raw score.
+        top_p: dynamic (top-p) routing (Huang et al. 2024, as the CartesianMoE code's TopP
+            baseline): of the top-k experts in descending score, keep those until the running
+            sum of scores reaches ``top_p``, the crossing expert included, so a token uses a
+            variable 1..k experts; ``top_k`` is then the cap (E for no cap). None = plain top-k.
+            The weights stay raw probabilities unless ``renormalize`` is True.
 
     Attributes:
         weight: (E, D) router weight (the name and shape of HF Mixtral's router).
@@ -89,16 +94,24 @@ class TopKRouter(nn.Module):
         top_k: int,
         score_func: str = "softmax",
         renormalize: bool | None = None,
+        top_p: float | None = None,
     ):
         super().__init__()
         if not 1 <= top_k <= num_experts:
             raise ValueError(f"top_k={top_k} must be in [1, num_experts={num_experts}]")
         if score_func not in SCORE_FUNCS:
             raise ValueError(f"score_func={score_func!r}; allowed: {SCORE_FUNCS}")
+        if top_p is not None and not (0 < top_p <= 1 and score_func == "softmax"):
+            raise ValueError(
+                f"top_p={top_p} must be in (0, 1] with score_func='softmax' (got {score_func!r})"
+            )
         self.num_experts = num_experts
         self.top_k = top_k
         self.score_func = score_func
-        self.renormalize = top_k > 1 if renormalize is None else renormalize
+        self.top_p = top_p
+        if renormalize is None:
+            renormalize = top_k > 1 and top_p is None
+        self.renormalize = renormalize
         self.disable_top1 = False
         self.weight = nn.Parameter(torch.empty(num_experts, hidden_size))
         self.init_parameters(std=0.02)
@@ -120,20 +133,25 @@ class TopKRouter(nn.Module):
             selectable = scores
             if self.disable_top1:
                 selectable = scores.scatter(-1, scores.argmax(-1, keepdim=True), 0.0)
-            weights, indices = selectable.topk(self.top_k, dim=-1)  # (N, k)
+            weights, indices = selectable.topk(self.top_k, dim=-1)  # (N, k), descending
+            if self.top_p is not None:
+                # keep slot j while the scores before it sum to < p (the crossing one stays)
+                before = weights.cumsum(-1) - weights
+                weights = weights.masked_fill(before >= self.top_p, 0.0)
             if self.renormalize:
                 denom = weights.sum(-1, keepdim=True).clamp_min(torch.finfo(dtype).eps)
                 weights = weights / denom
             # A slot whose score is exactly 0 (masked, disabled, or underflowed) contributes
             # nothing and has no gradient; drop it from dispatch and statistics (k_eff <= k).
-            unused = selectable.gather(-1, indices) == 0
+            unused = (selectable.gather(-1, indices) == 0) | (weights == 0)
             indices = indices.masked_fill(unused, -1)
             weights = weights.masked_fill(unused, 0.0)
         return RouterOutput(logits=logits, scores=scores, weights=weights, indices=indices)
 
     def extra_repr(self) -> str:
+        top_p = "" if self.top_p is None else f", top_p={self.top_p}"
         return (
-            f"{self.weight.shape[1]} -> {self.num_experts}, top_k={self.top_k}, "
+            f"{self.weight.shape[1]} -> {self.num_experts}, top_k={self.top_k}{top_p}, "
             f"score_func={self.score_func}, renormalize={self.renormalize}"
         )
 
@@ -351,8 +369,8 @@ class MoEFeedForward(nn.Module):
         hidden_size: D.
         num_experts: E routed experts.
         expert_hidden_size: F, intermediate size of each routed expert.
-        top_k: experts per token.
-        score_func, renormalize: see :class:`TopKRouter`.
+        top_k: experts per token (with ``top_p``: the most experts per token).
+        score_func, renormalize, top_p: see :class:`TopKRouter`.
         shared_expert_hidden_size: intermediate size of the always-on shared SwiGLU expert;
             0 = no shared expert. Several shared experts of width w that are summed are one
             expert of width m·w (SwiGLU is separable over hidden units).
@@ -376,6 +394,7 @@ class MoEFeedForward(nn.Module):
         *,
         score_func: str = "softmax",
         renormalize: bool | None = None,
+        top_p: float | None = None,
         shared_expert_hidden_size: int = 0,
         shared_expert_scale: float = 1.0,
         shared_mix: str = "add",
@@ -393,7 +412,7 @@ class MoEFeedForward(nn.Module):
         self.top_k = top_k
         self.shared_expert_scale = shared_expert_scale
         self.shared_mix = shared_mix
-        self.router = TopKRouter(hidden_size, num_experts, top_k, score_func, renormalize)
+        self.router = TopKRouter(hidden_size, num_experts, top_k, score_func, renormalize, top_p)
         self.experts = SwiGLUExperts(num_experts, hidden_size, expert_hidden_size)
         self.shared_expert = None
         self.coefficient = None
@@ -455,7 +474,9 @@ class MoEFeedForward(nn.Module):
         return y.reshape(shape), aux
 
     def num_activated_parameters(self) -> int:
-        """Parameters one token uses: router, shared expert, mixing layer, k routed experts."""
+        """Parameters one token uses: router, shared expert, mixing layer, k routed experts
+        (with top-p routing k varies per token: this is the most, at ``top_k``; the mean is
+        measured by :func:`expert_load`)."""
         routed = sum(p.numel() for p in self.experts.parameters())
         total = sum(p.numel() for p in self.parameters())
         return total - routed + routed * self.top_k // self.num_experts

@@ -26,7 +26,15 @@ from repro_core.moe import MoEAux, MoEFeedForward, count_block_parameters
 from torch import nn
 
 # Table 1 variants; "cartesian_no_shared" is the Table 3 ablation (not parameter-matched).
-VARIANTS = ("smoe_share", "smoe_top3", "fine_grained", "cartesian", "cartesian_no_shared")
+VARIANTS = (
+    "smoe_share",
+    "smoe_top3",
+    "fine_grained",
+    "cartesian",
+    "cartesian_no_shared",
+    "smoe_topp",
+)
+TOP_P = 0.4  # TopP baseline threshold (paper Table 1 and the official code, spec §1.7)
 
 
 class CartesianMoEFFN(nn.Module):
@@ -143,7 +151,11 @@ def build_ffn(
     fine_grained         2N x W/2                         4     2 x W/2 averaged, coef mix
     cartesian            A: N x W/2, B: N x W/2           2+2   W/2 in A + W/2 in B, coef mix
     cartesian_no_shared  A: N x W/2, B: N x W/2           2+2   none (Table 3 ablation)
+    smoe_topp            N x W                            p=.4  W, coef mix (TopP baseline)
     ==================== ================================ ===== ==============================
+
+    ``smoe_topp`` keeps experts until their probabilities sum to 0.4 (:data:`TOP_P`, the
+    crossing one included): its activated parameters vary per token (at most all N).
 
     Extras (not expert parameters): routers N·D (SMoE) or 2N·D (fine-grained, Cartesian);
     mixing layers 2D+2 each (one, or two for Cartesian); the Cartesian mid norm D.
@@ -160,6 +172,11 @@ def build_ffn(
     if variant == "smoe_share":
         return MoEFeedForward(
             d, n, w, 2, shared_expert_hidden_size=w, shared_mix=shared_mix, **common
+        )
+    if variant == "smoe_topp":
+        # SMoE-Share with dynamic routing: 1..N experts per token (raw probabilities as weights)
+        return MoEFeedForward(
+            d, n, w, n, top_p=TOP_P, shared_expert_hidden_size=w, shared_mix=shared_mix, **common
         )
     if variant == "smoe_top3":
         if (w * (n + 1)) % n:
@@ -206,4 +223,4 @@ def run_ffn(
     return out, [aux]
 
 
-__all__ = ["VARIANTS", "CartesianMoEFFN", "build_ffn", "run_ffn"]
+__all__ = ["TOP_P", "VARIANTS", "CartesianMoEFFN", "build_ffn", "run_ffn"]

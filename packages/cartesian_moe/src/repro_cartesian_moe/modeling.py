@@ -115,6 +115,7 @@ class MoELayer(nn.Module):
         )
         # (routers, E) assignment counts while expert-load recording is on (see record_expert_load)
         self.load_counts: list[torch.Tensor] | None = None
+        self.load_tokens = 0  # tokens routed while recording
 
     def forward(self, hidden_states: torch.Tensor, state: ForwardState) -> torch.Tensor:
         """hidden_states: (B, T, D) ``u = RMSNorm_post(h)``; ``state.shared["residual"]`` = h."""
@@ -129,6 +130,8 @@ class MoELayer(nn.Module):
         if self.load_counts is not None:
             counts = torch.stack([aux.load.tokens_per_expert.cpu() for aux in auxes])
             self.load_counts.append(counts)
+            n = hidden_states.shape[:-1].numel() if token_mask is None else token_mask.sum()
+            self.load_tokens += int(n)
         return delta
 
 
@@ -178,14 +181,17 @@ def record_expert_load(model: nn.Module, enabled: bool) -> None:
     for layer in model.modules():
         if isinstance(layer, MoELayer):
             layer.load_counts = [] if enabled else None
+            layer.load_tokens = 0
 
 
 def expert_load_summary(model: nn.Module) -> dict:
     """Balance of the assignments tallied since :func:`record_expert_load`.
 
-    Returns ``{"routers": [{"layer", "router", "tokens_per_expert", "cv", "max_over_mean"}],
-    "mean_cv", "mean_max_over_mean"}``: cv = std/mean of tokens per expert (0 = balanced),
-    max_over_mean = load of the busiest expert / mean load (1 = balanced). Empty for dense.
+    Returns ``{"routers": [{"layer", "router", "tokens_per_expert", "cv", "max_over_mean",
+    "experts_per_token"}], "mean_cv", "mean_max_over_mean", "mean_experts_per_token"}``: cv =
+    std/mean of tokens per expert (0 = balanced), max_over_mean = load of the busiest expert /
+    mean load (1 = balanced), experts_per_token = routed assignments / tokens (k, or the mean k
+    of top-p routing). Empty for dense.
     """
     routers = []
     for layer in model.modules():
@@ -201,14 +207,21 @@ def expert_load_summary(model: nn.Module) -> dict:
                     "tokens_per_expert": [int(v) for v in row.tolist()],
                     "cv": float(row.std(unbiased=False) / mean),
                     "max_over_mean": float(row.max() / mean),
+                    "experts_per_token": float(row.sum()) / max(layer.load_tokens, 1),
                 }
             )
     if not routers:
-        return {"routers": [], "mean_cv": None, "mean_max_over_mean": None}
+        return {
+            "routers": [],
+            "mean_cv": None,
+            "mean_max_over_mean": None,
+            "mean_experts_per_token": None,
+        }
     return {
         "routers": routers,
         "mean_cv": sum(r["cv"] for r in routers) / len(routers),
         "mean_max_over_mean": sum(r["max_over_mean"] for r in routers) / len(routers),
+        "mean_experts_per_token": sum(r["experts_per_token"] for r in routers) / len(routers),
     }
 
 
