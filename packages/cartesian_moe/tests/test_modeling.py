@@ -300,3 +300,21 @@ def test_perf_cases_and_checkpoints_registration():
         case["baseline"][1]()
         assert case["work"] > 0 and case["flops"] > 0
     assert isinstance(checkpoints(), dict)
+
+
+@torch.no_grad()
+def test_experts_per_token_is_k_or_the_mean_of_top_p():
+    from repro_cartesian_moe.modeling import expert_load_summary, record_expert_load
+
+    x = tokens(batch=3, length=16)
+    per_token = {}
+    for variant in ("smoe_share", "smoe_top3", "cartesian", "smoe_topp"):
+        model = small_model(variant, initializer_range=0.5).eval()
+        record_expert_load(model, True)
+        model(input_ids=x)
+        summary = expert_load_summary(model)
+        per_token[variant] = summary["mean_experts_per_token"]
+        assert all(r["experts_per_token"] > 0 for r in summary["routers"])
+    assert per_token["smoe_share"] == 2.0 and per_token["cartesian"] == 2.0  # k per router
+    assert per_token["smoe_top3"] == 3.0
+    assert 1.0 <= per_token["smoe_topp"] <= 4.0 and per_token["smoe_topp"] != 2.0
