@@ -114,15 +114,18 @@ def random_base(
     return DecoderLM(cfg).eval()
 
 
+def grouped_models(base, group_size: int, start: int, end: int) -> dict[str, torch.nn.Module]:
+    """The base and its UniAttn (W_c = 0) and CLA conversions on one grouping, in eval mode."""
+    return {
+        "base": base.eval(),
+        "uniattn": convert_checkpoint(base, group_size, start, end).eval(),
+        "cla": convert_checkpoint(base, group_size, start, end, sharing="kv").eval(),
+    }
+
+
 def shape_models(shape: dict) -> dict[str, torch.nn.Module]:
     """Base, UniAttn and CLA models of one shape (random weights, W_c = 0)."""
-    base = random_base(**shape)
-    grouping = (shape["group_size"], shape["start"], shape["end"])
-    return {
-        "base": base,
-        "uniattn": convert_checkpoint(base, *grouping).eval(),
-        "cla": convert_checkpoint(base, *grouping, sharing="kv").eval(),
-    }
+    return grouped_models(random_base(**shape), shape["group_size"], shape["start"], shape["end"])
 
 
 @torch.no_grad()
@@ -214,13 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.base:
         from repro_core.modeling import load_llama_checkpoint
 
-        base = load_llama_checkpoint(args.base).eval()
-        grouping = (args.group_size, args.start, args.end)
-        models = {
-            "base": base,
-            "uniattn": convert_checkpoint(base, *grouping),
-            "cla": convert_checkpoint(base, *grouping, sharing="kv"),
-        }
+        base = load_llama_checkpoint(args.base)
+        models = grouped_models(base, args.group_size, args.start, args.end)
     elif args.shape == "paper-like":
         models = shape_models(PAPER_LIKE_SHAPE)
     else:

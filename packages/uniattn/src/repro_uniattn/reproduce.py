@@ -17,6 +17,7 @@ Run directories: ``runs/uniattn/<preset>/<arm>/seed<seed>`` (finished runs are r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -179,17 +180,28 @@ def measure_costs(preset: str, extra: list[str], prefill: int, decode: int, repe
     return cost_ratios(models, prefill, decode, repeats)
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Time on one torch thread (less noise from a shared machine), then restore the count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def cost_ratios(models: dict, prefill: int, decode: int, repeats: int) -> dict:
     """:func:`~repro_uniattn.bench.measure_inference` on one thread, plus each cost's ratio to
     the model named ``base``."""
     from .bench import measure_inference
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: less noise from a shared machine
-    try:
+    with one_thread():
         raw = measure_inference(models, prefill, decode, repeats)
-    finally:
-        torch.set_num_threads(threads)
     base = raw["base"]
     keys = (
         "prefill_seconds",
@@ -213,13 +225,9 @@ def measure_paper_like_costs(prefill: int, decode: int, repeats: int) -> dict:
 
     out = {"shape": PAPER_LIKE_SHAPE}
     out["models"] = cost_ratios(shape_models(PAPER_LIKE_SHAPE), prefill, decode, repeats)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         hd = PAPER_LIKE_SHAPE["hidden"] // PAPER_LIKE_SHAPE["heads"]
         out["attention_split"] = attention_time_split(prefill, PAPER_LIKE_SHAPE["heads"], hd)
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
@@ -635,7 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}",
         "wall_seconds": wall,
         "jobs": previous.get("jobs", 1) if args.report_only else jobs,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # report-only keeps the date of the invocation that trained / measured
+        "date": previous.get("date") if args.report_only and previous else now_utc(),
     }
     report["claims"] = claims(summary, costs, paper_like)
     write_json_atomic(out_dir / "results.json", report)
