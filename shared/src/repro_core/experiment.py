@@ -443,8 +443,11 @@ def main(
         extra=args.overrides, command=command.strip(), wall=time.perf_counter() - start,
         jobs=args.jobs,
     )  # fmt: skip
+    previous = out / "results.json"
+    if previous.is_file():  # package measurements of an earlier invocation stay unless remeasured
+        results["extra"] = json.loads(previous.read_text()).get("extra", {})
     if finalize is not None:
-        results["extra"] = finalize(results)
+        results["extra"] = results["extra"] | finalize(results)
     report.write(grid, results, out, readme=readme, sections=sections)
     print(f"[grid] wrote {out / 'results.md'} ({(time.perf_counter() - start) / 60:.1f} min)")
     for spec, tb in failures:
@@ -452,6 +455,16 @@ def main(
             f"[grid] run {spec.arm} {spec.setting} seed {spec.seed} failed:\n{tb}", file=sys.stderr
         )
     return 1 if failures else 0
+
+
+def checkpoints(grid: Grid, preset: str = "tiny", seed: int = 0, setting: str = "") -> dict:
+    """Arm -> final model directory of a grid's runs that exist (the lm-eval benchmarks' hook)."""
+    out = {}
+    for a in grid.arms:
+        final = run_dir(grid, preset, a.name, setting, seed) / "final"
+        if (final / "config.json").is_file():
+            out[a.name] = str(final.resolve())
+    return out
 
 
 def train_run(spec: RunSpec, model_config_cls=None, preset_dirs=None, **trainer_kwargs):
@@ -481,6 +494,7 @@ __all__ = [
     "ExperimentError",
     "Grid",
     "Metric",
+    "checkpoints",
     "RunSpec",
     "judge_claims",
     "main",
