@@ -104,6 +104,9 @@ class Grid:
         metrics: the columns of the results table.
         title: the heading of results.md.
         description: a paragraph under the heading (what is compared, at equal what).
+        preflight: ``(preset, extra_overrides) -> None``, run once before any worker starts;
+            raises ``ExperimentError`` (or ``ConfigError``) for a user error such as a missing
+            base checkpoint, so that it is one line instead of a traceback per worker.
     """
 
     package: str
@@ -114,6 +117,7 @@ class Grid:
     metrics: tuple[Metric, ...] = ()
     title: str = ""
     description: str = ""
+    preflight: Callable[[str, tuple[str, ...]], None] | None = None
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -423,6 +427,14 @@ def main(
             print(f"[grid] rebuilt {out / 'results.md'} from {path}")
             return 0
     except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from .config import ConfigError
+
+    try:
+        if grid.preflight is not None:
+            grid.preflight(args.preset, tuple(args.overrides))
+    except (ExperimentError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     specs = [
