@@ -52,14 +52,18 @@ class ExperimentError(ValueError):
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of a grid: the preset (the grid's by default) with ``--set`` overrides."""
+    """One arm of a grid: the preset (the grid's by default) with ``--set`` overrides; runs at
+    every setting of the grid, or only at ``settings`` when given."""
 
     name: str
     overrides: tuple[str, ...] = ()
     preset: str | None = None
+    settings: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.settings is not None:
+            object.__setattr__(self, "settings", tuple(self.settings))
         if not self.name or any(c in self.name for c in "/@+ "):
             raise ValueError(f"arm name {self.name!r}: use letters, digits, '-', '_', '.'")
 
@@ -126,6 +130,10 @@ class Grid:
             raise ValueError(f"Grid {self.package!r}: duplicate arm names {dupes}")
         if not self.settings:
             object.__setattr__(self, "settings", {"": ()})
+        for a in self.arms:
+            unknown = [s for s in a.settings or () if s not in self.settings]
+            if unknown:
+                raise ValueError(f"arm {a.name!r} names unknown settings {unknown}")
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -441,6 +449,7 @@ def main(
         make_spec(grid, args.preset, arm, setting, seed, tuple(args.overrides))
         for arm in arms
         for setting in settings
+        if grid.arm(arm).settings is None or setting in grid.arm(arm).settings
         for seed in seeds
     ]
     start = time.perf_counter()
