@@ -494,14 +494,15 @@ def train_run(spec: RunSpec, model_config_cls=None, preset_dirs=None, **trainer_
     A run directory left by a killed run is resumed from its latest complete checkpoint (or
     restarted from step 0 when it has none): the grid owns its run directories.
     """
-    from .config import ModelConfig, load_config
+    from . import train as core_train
+    from .config import ModelConfig, load_config, package_preset_dirs
     from .train import Trainer, latest_checkpoint
 
     cfg = load_config(
         spec.preset,
         [*spec.overrides, f"name={spec.arm}", "train.progress=false"],
         model_config_cls or ModelConfig,
-        preset_dirs,
+        preset_dirs or package_preset_dirs(core_train.__file__),  # the core's presets by default
     )
     resume = latest_checkpoint(spec.path) is not None
     if not resume and (spec.path / "metrics.jsonl").exists():
