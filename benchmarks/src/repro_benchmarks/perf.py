@@ -32,6 +32,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
+from repro_core.results import write_text_atomic
 
 from repro_benchmarks import results_dir
 
@@ -260,14 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     out = Path(args.out) if args.out else results_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("perf.json", json.dumps(report, indent=1)),
-        ("perf.md", to_markdown(report)),
-    ):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+    write_text_atomic(out / "perf.json", json.dumps(report, indent=1))
+    write_text_atomic(out / "perf.md", to_markdown(report))
     print(f"[perf] wrote {out / 'perf.md'}")
     return 0
 

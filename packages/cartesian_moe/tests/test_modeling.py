@@ -22,7 +22,7 @@ from repro_cartesian_moe.reproduce import checkpoints, claims, summarize, verdic
 from repro_core.config import ConfigError, load_config, package_preset_dirs
 from repro_core.layers import SwiGLUMLP
 from repro_core.modeling import count_parameters
-from repro_core.train import Trainer
+from repro_core.train import Trainer, reset_accelerate
 from transformers import AutoConfig, AutoModelForCausalLM
 
 PRESETS = package_preset_dirs(cmoe_train.__file__)
@@ -31,11 +31,8 @@ VOCAB = 97
 
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-
     yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate()
 
 
 def small_model(variant="cartesian", seed=0, **overrides):

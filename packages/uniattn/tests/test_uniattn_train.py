@@ -10,6 +10,7 @@ import torch
 from repro_core.config import load_config, package_preset_dirs
 from repro_core.data import get_tokenizer, resolve_corpus
 from repro_core.modeling import DecoderConfig, DecoderLM
+from repro_core.train import reset_accelerate
 from repro_uniattn import UniAttnForCausalLM
 from repro_uniattn.config import UniAttnModelConfig
 from repro_uniattn.convert import main as convert_main
@@ -20,9 +21,9 @@ from transformers import AutoModelForCausalLM
 
 @pytest.fixture(autouse=True)
 def _fresh_accelerate():
-    ua_train.reset_accelerate()
+    reset_accelerate()
     yield
-    ua_train.reset_accelerate()
+    reset_accelerate()
 
 
 def test_two_stage_training_trains_only_compensation_first_then_lowers_loss(tmp_path):

@@ -30,7 +30,7 @@ import torch
 from repro_core.config import load_config, package_preset_dirs
 from repro_core.results import mean_std as core_mean_std
 from repro_core.results import replace_block, write_json_atomic, write_text_atomic
-from repro_core.train import Trainer
+from repro_core.train import Trainer, reset_accelerate
 
 from repro_cartesian_moe.evaluate import evaluate_model
 from repro_cartesian_moe.modeling import CartesianMoEModelConfig
@@ -49,14 +49,6 @@ MOE_BASELINES = ("smoe_top3", "smoe_share", "fine_grained", "smoe_topp")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # packages/cartesian_moe in a checkout
 README_START = "<!-- results:{preset}:start -->"
 README_END = "<!-- results:{preset}:end -->"
-
-
-def reset_accelerate() -> None:
-    """Several Trainers in one process need accelerate's singletons reset in between."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def run_one(preset: str, variant: str, seed: int, overrides: list[str], run_dir: Path) -> dict:

@@ -84,16 +84,9 @@ def done_path(preset: str, variant: str, seed: int, extra: list[str]) -> Path:
     return run_dir_of(preset, variant, seed, extra) / "finedeep_results.json"
 
 
-def reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 def run_one(preset: str, variant: str, seed: int, extra: list[str]) -> dict:
     """Train one (variant, seed) unless its run directory already holds results; add NSAR."""
-    from repro_core.train import Trainer
+    from repro_core.train import Trainer, reset_accelerate
 
     run_dir = run_dir_of(preset, variant, seed, extra)
     done = done_path(preset, variant, seed, extra)

@@ -252,13 +252,6 @@ def cached_tokenizer_experiment(
 # 2. Language models
 
 
-def _reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 def lm_arm_spec(arm: str, grid: Grid) -> str:
     method = "scaffold" if arm == "scaffold" else "plain-bpe"
     suffix = f":{grid.pattern}" if grid.pattern != "gpt2" else ""
@@ -269,7 +262,7 @@ def train_lm(
     preset: str, grid: Grid, arm: str, seed: int, root: Path, fresh: bool, extra: list[str], log
 ) -> dict:
     from repro_core.data import resolve_corpus
-    from repro_core.train import Trainer
+    from repro_core.train import Trainer, reset_accelerate
 
     from repro_scaffold_bpe.train import resolve_tokenizer
 
@@ -295,7 +288,7 @@ def train_lm(
         result = json.loads(done.read_text())
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
-        _reset_accelerate()
+        reset_accelerate()
         tokenizer = resolve_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
         start = time.perf_counter()
         result = Trainer(cfg, run_dir, tokenizer=tokenizer).train()

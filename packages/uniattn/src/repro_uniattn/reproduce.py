@@ -68,9 +68,10 @@ def arm_config(preset: str, arm: str, seed: int, extra: list[str]):
 def run_one(preset: str, arm: str, seed: int, extra: list[str], eval_batches: int) -> dict:
     """Train (unless finished) and evaluate one arm/seed; returns its metrics."""
     from repro_core.evaluate import load_run
+    from repro_core.train import reset_accelerate
 
     from .evaluate import evaluate_model
-    from .train import reset_accelerate, run
+    from .train import run
 
     run_dir = runs_root(preset) / arm / f"seed{seed}"
     eval_file = run_dir / "eval.json"

@@ -23,18 +23,10 @@ from pathlib import Path
 
 from repro_core.config import load_config, package_preset_dirs, resolve_base
 from repro_core.data import get_tokenizer, resolve_corpus
-from repro_core.train import Trainer, build_arg_parser, list_checkpoints
+from repro_core.train import Trainer, build_arg_parser, list_checkpoints, reset_accelerate
 
 from .config import UniAttnModelConfig, is_uniattn_checkpoint
 from .task import resolve_task_corpus
-
-
-def reset_accelerate() -> None:
-    """Forget the accelerate singletons so another Trainer can start in this process."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def build_model(cfg, tokenizer, log=print):
