@@ -143,16 +143,14 @@ def test_task_evaluation_and_report(tmp_path):
     assert md.rstrip().endswith("|") and "## Claims" in md
 
 
-def test_perf_cases_and_checkpoint_registry_run():
+def test_perf_cases_run_and_reusing_layers_cache_no_keys():
     from repro_uniattn.bench import measure_inference, perf_cases
     from repro_uniattn.convert import convert_checkpoint
-    from repro_uniattn.reproduce import checkpoints
 
     cases = perf_cases(quick=True)
     for case in cases:
         case["candidate"][1]()
         case["baseline"][1]()
-    assert isinstance(checkpoints(), dict)
     torch.manual_seed(0)
     base = DecoderLM(
         DecoderConfig(
@@ -169,6 +167,77 @@ def test_perf_cases_and_checkpoint_registry_run():
     )
     assert costs["uniattn"]["kv_bytes_per_token"] / costs["base"]["kv_bytes_per_token"] == 7 / 8
     assert costs["uniattn"]["softmax_calls_per_token"] == 3
+
+
+def test_checkpoint_registry_lists_exactly_the_finished_seed0_models(tmp_path, monkeypatch):
+    """The lm-eval hook names an arm iff its seed-0 run has a saved model (config.json)."""
+    from repro_uniattn.reproduce import ARMS, checkpoints
+
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path))
+    assert checkpoints() == {}
+    root = tmp_path / "uniattn" / "tiny"
+    (root / "cla" / "seed0" / "final").mkdir(parents=True)
+    (root / "cla" / "seed0" / "final" / "config.json").write_text("{}")
+    (root / "finetune" / "seed1" / "final").mkdir(parents=True)  # another seed: not listed
+    (root / "finetune" / "seed1" / "final" / "config.json").write_text("{}")
+    (root / "uniattn" / "seed0" / "final").mkdir(parents=True)  # no model saved: not listed
+    assert "cla" in ARMS
+    assert checkpoints() == {"uniattn-cla": str(root / "cla" / "seed0" / "final")}
+
+
+def documented_train_commands() -> list[list[str]]:
+    """The ``repro-uniattn-train`` command lines of train.py's docstring and the README."""
+    import shlex
+    from pathlib import Path
+
+    readme = Path(ua_train.__file__).parents[2] / "README.md"
+    text = (ua_train.__doc__ + "\n" + readme.read_text()).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("repro-uniattn-train "):
+            commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_documented_train_commands_resolve_their_config(capsys):
+    """Every documented command, e.g. ``--preset tiny --set model.variant=cla``, resolves its
+    config (the tiny preset's stage1_steps used to be refused for base and cla)."""
+    commands = documented_train_commands()
+    variants = {arg for cmd in commands for arg in cmd if arg.startswith("model.variant=")}
+    assert {"model.variant=cla", "model.variant=base"} <= variants
+    for argv in commands:
+        argv = [a for a in argv if a != "--resume"] + ["--print-config"]
+        assert ua_train.main(argv) == 0, argv
+    for variant in ("base", "softmax", "cla", "uniattn"):
+        cfg = load_config(
+            "tiny",
+            [f"model.variant={variant}"],
+            UniAttnModelConfig,
+            package_preset_dirs(ua_train.__file__),
+        )
+        assert cfg.model.stage1_steps == 100
+        assert cfg.model.runs_stage1 == (variant == "uniattn")
+
+
+def test_readme_states_the_tiny_presets_stage1_steps():
+    from pathlib import Path
+
+    cfg = load_config("tiny", [], UniAttnModelConfig, package_preset_dirs(ua_train.__file__))
+    readme = (Path(ua_train.__file__).parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `model.stage1_steps`"))
+    assert row.split("|")[2].strip() == f"{cfg.model.stage1_steps} (tiny)"
+
+
+def test_cla_with_the_presets_stage1_steps_trains_one_stage(tmp_path):
+    """variant=cla under a preset with stage1_steps > 0 (debug: 4) trains only stage 2."""
+    args = ["--preset", "debug", "--run-dir", str(tmp_path), "--set", "train.progress=false"]
+    assert ua_train.main(args + ["--set", "model.variant=cla"]) == 0
+    assert not (tmp_path / "stage1").exists()
+    config = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert config["uniattn_sharing"] == "kv"
+    steps = [json.loads(line).get("step") for line in open(tmp_path / "metrics.jsonl")]
+    assert max(s for s in steps if s is not None) == 10  # train.max_steps of debug
 
 
 def test_paper_like_cost_section_and_claims():

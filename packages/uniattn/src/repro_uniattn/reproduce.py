@@ -1,6 +1,6 @@
 """UniAttn vs standard fine-tuning, its ablations and cross-layer KV sharing; ``make reproduce-uniattn``.
 
-    python -m repro_uniattn.reproduce --preset tiny                      # 5 arms x 3 seeds + costs
+    python -m repro_uniattn.reproduce --preset tiny                      # 6 arms x 3 seeds + costs
     python -m repro_uniattn.reproduce --preset tiny --seeds 0 --arms finetune,uniattn
     python -m repro_uniattn.reproduce --preset tiny --report-only        # rebuild the report
 
