@@ -129,7 +129,9 @@ def test_model_dir_runs_a_multiple_choice_task_end_to_end(model_dir, tmp_path):
     assert (copa["documents"], copa["documents_total"]) == (4, 100)
     assert copa["metrics"]["acc"] == copa_accuracy_by_hand(model_dir, limit=4)
     table = (out / "results.md").read_text()
-    assert "| package | variant | copa acc |" in table and "(n=4)" in table
+    assert "| package | variant | checkpoint (run commit, weights sha256) | copa acc |" in table
+    assert "(n=4)" in table and f"`unknown`, `{row['checkpoint']['sha256'][:12]}`" in table
+    assert row["checkpoint"]["path"] == str(model_dir.resolve())
 
 
 @needs_data
