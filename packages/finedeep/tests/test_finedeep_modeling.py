@@ -384,3 +384,27 @@ def test_config_errors_name_the_key():
         FinedeepModelConfig(intermediate_size=96, router_norm="softmax")
     with pytest.raises(ValueError, match="router_input"):
         finedeep_config(router_input="token")
+
+
+@pytest.mark.parametrize("router_input", ["expert_output", "sublayer_input"])
+@pytest.mark.parametrize("router_act", ["sigmoid", "softmax"])
+def test_router_ablations_are_preset_overrides(router_input, router_act):
+    """The spec's router ablations (router input, sigmoid vs softmax) are ``--set`` switches of
+    a run config that reach every sub-layer of the built model."""
+    from repro_core.config import load_config, package_preset_dirs
+    from repro_finedeep import train as train_module
+
+    overrides = [f"model.router_input={router_input}", f"model.router_act={router_act}"]
+    cfg = load_config(
+        "debug", overrides, FinedeepModelConfig, package_preset_dirs(train_module.__file__)
+    )
+    model = cfg.model.build(vocab_size=50, max_position_embeddings=64)
+    subs = [sub for layer in model.model.layers for sub in layer.mlp.sublayers]
+    assert {(s.router_input, s.router_act) for s in subs} == {(router_input, router_act)}
+    u = torch.randn(6, cfg.model.hidden_size)
+    _, z = subs[0].hidden_activations(u)
+    g = subs[0].gates(u, z)  # (6, K)
+    if router_act == "softmax":
+        torch.testing.assert_close(g.sum(-1), torch.ones(6))
+    else:  # independent sigmoids: the sum is free, each in (0, 1)
+        assert bool(((g > 0) & (g < 1)).all()) and not torch.allclose(g.sum(-1), torch.ones(6))
