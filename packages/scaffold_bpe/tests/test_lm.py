@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from repro_core.train import reset_accelerate
 from repro_scaffold_bpe import reproduce
 from repro_scaffold_bpe.cli import main as cli_main
 from repro_scaffold_bpe.hf_tokenizer import ScaffoldBpeTokenizer
@@ -33,13 +34,6 @@ def _text(n_lines: int = 400, seed: int = 0) -> str:
 
 
 TEXT = _text()
-
-
-def _reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +93,13 @@ def test_cli_hands_lm_command_lines_to_the_lm_trainer(capsys):
 def test_debug_preset_trains_end_to_end_and_final_reloads(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _reset_accelerate()
+    reset_accelerate()
     run = tmp_path / "run"
     argv = ["--preset", "debug", "--run-dir", str(run), "--set", "train.max_steps=6"]
     argv += ["--set", "train.progress=false", "--set", "train.eval_every=0"]
     argv += ["--set", "train.log_every=1"]
     assert cli_main(argv) == 0  # = repro-scaffold-bpe-train --preset debug (root install test)
-    _reset_accelerate()
+    reset_accelerate()
     results = json.loads((run / "results.json").read_text())
     assert math.isfinite(results["val_bits_per_byte"])
     losses = [

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from accelerate.state import AcceleratorState, GradientState
+from repro_core.train import reset_accelerate
 from repro_temporal_scaling_law import fit_run, load_run
 from repro_temporal_scaling_law import reproduce as rep
 from repro_temporal_scaling_law.mixtures import build_mixture_corpora, interleave, take_chars
@@ -18,11 +18,9 @@ from repro_temporal_scaling_law.train import main as train_main
 
 @pytest.fixture(autouse=True)
 def _fresh_accelerate():
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate()
     yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate()
 
 
 def test_debug_run_of_the_train_entry_point_is_accepted_by_fit_run(tmp_path):

@@ -10,6 +10,7 @@ import torch
 from repro_core.config import load_config, package_preset_dirs
 from repro_core.data import get_tokenizer, resolve_corpus
 from repro_core.modeling import DecoderConfig, DecoderLM
+from repro_core.train import reset_accelerate
 from repro_uniattn import UniAttnForCausalLM
 from repro_uniattn.config import UniAttnModelConfig
 from repro_uniattn.convert import main as convert_main
@@ -19,9 +20,9 @@ from transformers import AutoModelForCausalLM
 
 @pytest.fixture(autouse=True)
 def _fresh_accelerate():
-    ua_train.reset_accelerate()
+    reset_accelerate()
     yield
-    ua_train.reset_accelerate()
+    reset_accelerate()
 
 
 def test_two_stage_training_trains_only_compensation_first_then_lowers_loss(tmp_path):
@@ -108,24 +109,14 @@ def test_task_evaluation_and_report(tmp_path):
     assert out["task_examples"] == 8 and 0 <= out["task_accuracy"] <= 1 and out["task_loss"] > 0
 
 
-def test_perf_cases_and_checkpoint_registry_run(tmp_path, monkeypatch):
+def test_perf_cases_run_and_reusing_layers_cache_no_keys():
     from repro_uniattn.bench import measure_inference, perf_cases
     from repro_uniattn.convert import convert_checkpoint
-    from repro_uniattn.reproduce import checkpoints
 
     cases = perf_cases(quick=True)
     for case in cases:
         case["candidate"][1]()
         case["baseline"][1]()
-    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path))
-    assert checkpoints() == {}
-    final = tmp_path / "uniattn" / "tiny" / "cla" / "seed0" / "final"
-    final.mkdir(parents=True)
-    (final / "config.json").write_text("{}")
-    (tmp_path / "uniattn" / "tiny" / "uniattn" / "seed1" / "final").mkdir(
-        parents=True
-    )  # not seed 0
-    assert checkpoints() == {"uniattn-cla": str(final.resolve())}
     torch.manual_seed(0)
     base = DecoderLM(
         DecoderConfig(
@@ -142,6 +133,77 @@ def test_perf_cases_and_checkpoint_registry_run(tmp_path, monkeypatch):
     )
     assert costs["uniattn"]["kv_bytes_per_token"] / costs["base"]["kv_bytes_per_token"] == 7 / 8
     assert costs["uniattn"]["softmax_calls_per_token"] == 3
+
+
+def test_checkpoint_registry_lists_exactly_the_finished_seed0_models(tmp_path, monkeypatch):
+    """The lm-eval hook names an arm iff its seed-0 run has a saved model (config.json)."""
+    from repro_uniattn.reproduce import ARMS, checkpoints
+
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path))
+    assert checkpoints() == {}
+    root = tmp_path / "uniattn" / "tiny"
+    (root / "cla" / "seed0" / "final").mkdir(parents=True)
+    (root / "cla" / "seed0" / "final" / "config.json").write_text("{}")
+    (root / "finetune" / "seed1" / "final").mkdir(parents=True)  # another seed: not listed
+    (root / "finetune" / "seed1" / "final" / "config.json").write_text("{}")
+    (root / "uniattn" / "seed0" / "final").mkdir(parents=True)  # no model saved: not listed
+    assert "cla" in {arm.name for arm in ARMS}
+    assert checkpoints() == {"uniattn-cla": str((root / "cla" / "seed0" / "final").resolve())}
+
+
+def documented_train_commands() -> list[list[str]]:
+    """The ``repro-uniattn-train`` command lines of train.py's docstring and the README."""
+    import shlex
+    from pathlib import Path
+
+    readme = Path(ua_train.__file__).parents[2] / "README.md"
+    text = (ua_train.__doc__ + "\n" + readme.read_text()).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("repro-uniattn-train "):
+            commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_documented_train_commands_resolve_their_config(capsys):
+    """Every documented command, e.g. ``--preset tiny --set model.variant=cla``, resolves its
+    config (the tiny preset's stage1_steps used to be refused for base and cla)."""
+    commands = documented_train_commands()
+    variants = {arg for cmd in commands for arg in cmd if arg.startswith("model.variant=")}
+    assert {"model.variant=cla", "model.variant=base"} <= variants
+    for argv in commands:
+        argv = [a for a in argv if a != "--resume"] + ["--print-config"]
+        assert ua_train.main(argv) == 0, argv
+    for variant in ("base", "softmax", "cla", "uniattn"):
+        cfg = load_config(
+            "tiny",
+            [f"model.variant={variant}"],
+            UniAttnModelConfig,
+            package_preset_dirs(ua_train.__file__),
+        )
+        assert cfg.model.stage1_steps == 100
+        assert cfg.model.runs_stage1 == (variant == "uniattn")
+
+
+def test_readme_states_the_tiny_presets_stage1_steps():
+    from pathlib import Path
+
+    cfg = load_config("tiny", [], UniAttnModelConfig, package_preset_dirs(ua_train.__file__))
+    readme = (Path(ua_train.__file__).parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `model.stage1_steps`"))
+    assert row.split("|")[2].strip() == f"{cfg.model.stage1_steps} (tiny)"
+
+
+def test_cla_with_the_presets_stage1_steps_trains_one_stage(tmp_path):
+    """variant=cla under a preset with stage1_steps > 0 (debug: 4) trains only stage 2."""
+    args = ["--preset", "debug", "--run-dir", str(tmp_path), "--set", "train.progress=false"]
+    assert ua_train.main(args + ["--set", "model.variant=cla"]) == 0
+    assert not (tmp_path / "stage1").exists()
+    config = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert config["uniattn_sharing"] == "kv"
+    steps = [json.loads(line).get("step") for line in open(tmp_path / "metrics.jsonl")]
+    assert max(s for s in steps if s is not None) == 10  # train.max_steps of debug
 
 
 def test_paper_like_cost_section():

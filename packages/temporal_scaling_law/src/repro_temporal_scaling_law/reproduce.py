@@ -126,14 +126,11 @@ def _run_is_complete(spec: RunSpec, preset: str) -> bool:
 
 
 def _train_in_process(spec: RunSpec, preset: str) -> None:
-    from accelerate.state import AcceleratorState, GradientState
-    from repro_core.train import Trainer
+    from repro_core.train import Trainer, reset_accelerate
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate()
     Trainer(_load_config(preset, spec.overrides), spec.run_dir).train()
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate()
 
 
 def _train_subprocess(spec: RunSpec, preset: str, threads: int) -> None:
