@@ -23,14 +23,20 @@ SCALINGS = ("none", "linear", "yarn")
 GROUPINGS = ("per_head", "per_kv_group")
 
 
-def parse_stage(text: str) -> tuple[float, int]:
-    """``"1e6:256"`` -> (base 1e6, sequence length 256)."""
+def parse_stage(text: str, seq_len: int | None = None) -> tuple[float, int]:
+    """``"1e6:256"`` -> (1e6, 256); ``"1e6:0.25"`` -> (1e6, a quarter of ``seq_len``)."""
     try:
         base, length = text.split(":")
+        if "." in length:
+            share = float(length)
+            if not 0 < share <= 1:
+                raise ValueError(share)
+            return float(base), max(2, round(share * (seq_len or 1)))
         return float(base), int(length)
     except ValueError as exc:
         raise ConfigError(
-            f"model.stages entry {text!r} is invalid: allowed 'base:seq_len', e.g. '1e6:256'"
+            f"model.stages entry {text!r} is invalid: allowed 'base:seq_len' (e.g. '1e6:256') or "
+            "'base:fraction of data.seq_len' (e.g. '1e6:0.25')"
         ) from exc
 
 
@@ -48,7 +54,8 @@ class HarpeModelConfig(ModelConfig):
     error) or ``per_kv_group`` (one base per KV group, every query head of the group shares it).
     ``rope_scaling`` / ``scaling_factor`` / ``original_length``: PI (``linear``) and YaRN
     (``yarn``) through transformers' RoPE initialisers.
-    ``stages``: earlier stages of multi-stage ABF as ``"base:seq_len"``; the run trains them in
+    ``stages``: earlier stages of multi-stage ABF as ``"base:seq_len"`` (or ``"base:0.25"``, a
+    fraction of ``data.seq_len``); the run trains them in
     order, then the final stage (``rope_theta``, ``data.seq_len``). ``stage_fractions``: the share
     of the token budget of each stage, final stage last (empty = equal shares, the paper's
     "uniform" split of its Table 1).
@@ -199,7 +206,7 @@ class HarpeModelConfig(ModelConfig):
 
     def stage_plan(self, seq_len: int) -> list[tuple[float, int, float]]:
         """(base, seq_len, share of the token budget) of every stage, the final one last."""
-        plan = [(*parse_stage(s), 0.0) for s in self.stages] + [(self.rope_theta, seq_len, 0.0)]
+        plan = [(*parse_stage(s, seq_len), 0.0) for s in self.stages] + [(self.rope_theta, seq_len, 0.0)]
         shares = self.stage_fractions or [1.0] * len(plan)
         total = sum(shares)
         return [(b, n, s / total) for (b, n, _), s in zip(plan, shares)]

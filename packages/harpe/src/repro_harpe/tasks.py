@@ -233,8 +233,8 @@ def build_sample(
     lo, hi = 0, 1
     while fits(hi):  # exponential search for an upper bound, then bisect
         lo, hi = hi, hi * 2
-        if hi > 1 << 16:
-            break
+        if hi > 4 * length + 8:  # a unit is >= 1 token: more units than this never fit
+            raise ValueError(f"count() does not grow with the haystack of {task!r}: is it a tokenizer?")
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)

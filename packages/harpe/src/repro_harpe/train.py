@@ -30,7 +30,7 @@ import numpy as np
 from repro_core.config import load_config, package_preset_dirs, resolve_base
 from repro_core.data import BlockSampler, get_tokenizer
 from repro_core.results import write_text_atomic
-from repro_core.train import Trainer, build_arg_parser, list_checkpoints
+from repro_core.train import Trainer, build_arg_parser, list_checkpoints, reset_accelerate
 
 from .config import HarpeModelConfig
 from .corpus import data_root, harpe_tokenizer, training_blocks
@@ -92,14 +92,6 @@ def train_stage(cfg, run_dir: Path, tokenizer, model, resume: bool) -> dict:
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=corpus))
     trainer = BlockTrainer(cfg, run_dir, train, val, model=model, tokenizer=tokenizer)
     return trainer.train(resume=resume)
-
-
-def reset_accelerate() -> None:
-    """Forget accelerate's singletons so the next stage can start a Trainer in this process."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def run(cfg, run_dir: Path, resume: bool = False) -> dict:
