@@ -22,7 +22,7 @@ def test_a_few_training_steps_lower_the_loss():
         loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] - 0.3
 
 
