@@ -69,8 +69,10 @@ TABLE_METRICS = {
     "boolq_local": ["acc"],
     "openbookqa_local": ["acc_norm"],
     "copa_local": ["acc"],
-    **{f"harpe_{t}_local": ["string_match_all"]
-       for t in ("passkey", "niah_single", "niah_multikey", "vt", "cwe")},  # fmt: skip
+    **{
+        f"harpe_{t}_local": ["string_match_all"]
+        for t in ("passkey", "niah_single", "niah_multikey", "vt", "cwe")
+    },  # fmt: skip
 }
 
 MODEL_ROW = "(model)"  # the package column of a --model row

@@ -71,10 +71,16 @@ def test_each_head_is_standard_rope_with_its_own_base_fp64():
     x = torch.randn(1, 48, 32, generator=torch.Generator().manual_seed(3))
     pos = torch.arange(48)[None]
     q, k, _ = attn.project_qkv(x, model.model.rotary_emb(x, pos))
-    q0, k0, _ = attn.project_qkv(x, (torch.ones(1, 1, 48, 8), torch.zeros(1, 1, 48, 8)))  # unrotated
+    q0, k0, _ = attn.project_qkv(
+        x, (torch.ones(1, 1, 48, 8), torch.zeros(1, 1, 48, 8))
+    )  # unrotated
     for h, base in enumerate(BASES):
-        torch.testing.assert_close(q[0, h].double(), rope_fp64(q0[0, h], pos[0], base), atol=1e-5, rtol=0)
-        torch.testing.assert_close(k[0, h].double(), rope_fp64(k0[0, h], pos[0], base), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            q[0, h].double(), rope_fp64(q0[0, h], pos[0], base), atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            k[0, h].double(), rope_fp64(k0[0, h], pos[0], base), atol=1e-5, rtol=0
+        )
 
 
 def test_scores_depend_only_on_relative_position_per_head():
@@ -160,5 +166,7 @@ def test_set_rope_rebuilds_the_table_and_keeps_weights():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     inv = model.model.rotary_emb.inv_freq
     assert inv.shape == (4, 4)
-    torch.testing.assert_close(inv[:, 1].double(), torch.tensor([b ** -0.25 for b in BASES], dtype=torch.float64))
+    torch.testing.assert_close(
+        inv[:, 1].double(), torch.tensor([b**-0.25 for b in BASES], dtype=torch.float64)
+    )
     assert math.isclose(float(inv[0, 0]), 1.0)

@@ -18,7 +18,9 @@ def tokenizer():
     import os
 
     folder = os.path.join(os.environ["REPRO_DATA_DIR"], "gpt2-tokenizer")
-    bpe = ByteLevelBPETokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"))
+    bpe = ByteLevelBPETokenizer(
+        os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    )
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
     assert len(tok) == 50257
     return tok
@@ -125,7 +127,9 @@ def test_sliding_window_scores_each_token_once_with_its_window_context():
             break
         end = min(end + stride, len(ids))
     assert scored == set(range(1, 300))
-    assert math.isclose(sliding_window_nll(PositionLM(), ids, context, stride), total / n, rel_tol=1e-6)
+    assert math.isclose(
+        sliding_window_nll(PositionLM(), ids, context, stride), total / n, rel_tol=1e-6
+    )
 
 
 def test_batched_greedy_predictions_equal_a_token_by_token_loop(tokenizer):

@@ -39,7 +39,9 @@ def test_stage_plan_splits_the_budget_and_parses_fractions():
 
 
 @pytest.mark.slow
-def test_multi_stage_run_trains_each_stage_with_its_base_length_and_equal_tokens(tmp_path, monkeypatch):
+def test_multi_stage_run_trains_each_stage_with_its_base_length_and_equal_tokens(
+    tmp_path, monkeypatch
+):
     """Base (debug preset) then 3-stage ABF: each stage's saved config has its base and length,
     and every stage sees the same number of tokens per step."""
     from repro_harpe.train import run
@@ -56,7 +58,11 @@ def test_multi_stage_run_trains_each_stage_with_its_base_length_and_equal_tokens
     )  # fmt: skip
     run(cfg, tmp_path / "multi")
     seen = []
-    for stage, (theta, length) in {"multi/stage0": (1e6, 32), "multi/stage1": (2e6, 64), "multi": (5e6, 128)}.items():
+    for stage, (theta, length) in {
+        "multi/stage0": (1e6, 32),
+        "multi/stage1": (2e6, 64),
+        "multi": (5e6, 128),
+    }.items():
         conf = json.loads((tmp_path / stage / "final" / "config.json").read_text())
         assert (conf["rope_theta"], conf["max_position_embeddings"]) == (theta, length)
         res = json.loads((tmp_path / stage / "results.json").read_text())

@@ -86,16 +86,33 @@ class HarpeModelConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.rope_scheme in SCHEMES, "model.rope_scheme", self.rope_scheme, " | ".join(SCHEMES))
-        check(self.rope_scaling in SCALINGS, "model.rope_scaling", self.rope_scaling, " | ".join(SCALINGS))
+        check(
+            self.rope_scheme in SCHEMES, "model.rope_scheme", self.rope_scheme, " | ".join(SCHEMES)
+        )
+        check(
+            self.rope_scaling in SCALINGS,
+            "model.rope_scaling",
+            self.rope_scaling,
+            " | ".join(SCALINGS),
+        )
         check(
             self.rope_base_grouping in GROUPINGS,
             "model.rope_base_grouping",
             self.rope_base_grouping,
             " | ".join(GROUPINGS),
         )
-        check(0 < self.base_min <= self.base_max, "model.base_min", self.base_min, f"0 < value <= model.base_max={self.base_max}")
-        check(self.pv_step >= 0, "model.pv_step", self.pv_step, ">= 0 (0 = (base_max - base_min) / 40)")
+        check(
+            0 < self.base_min <= self.base_max,
+            "model.base_min",
+            self.base_min,
+            f"0 < value <= model.base_max={self.base_max}",
+        )
+        check(
+            self.pv_step >= 0,
+            "model.pv_step",
+            self.pv_step,
+            ">= 0 (0 = (base_max - base_min) / 40)",
+        )
         check(self.scaling_factor >= 1, "model.scaling_factor", self.scaling_factor, ">= 1")
         check(self.original_length >= 2, "model.original_length", self.original_length, ">= 2")
         if self.rope_scaling != "none" and self.rope_scheme != "single":
@@ -195,18 +212,26 @@ class HarpeModelConfig(ModelConfig):
             return set_rope(
                 model,
                 **self.rope_fields(
-                    c.num_attention_heads, c.num_key_value_heads, c.head_dim, max_position_embeddings
+                    c.num_attention_heads,
+                    c.num_key_value_heads,
+                    c.head_dim,
+                    max_position_embeddings,
                 ),
             )
         kw = self.decoder_kwargs(vocab_size, max_position_embeddings)
-        heads, kv = kw["num_attention_heads"], kw["num_key_value_heads"] or kw["num_attention_heads"]
+        heads, kv = (
+            kw["num_attention_heads"],
+            kw["num_key_value_heads"] or kw["num_attention_heads"],
+        )
         head_dim = kw["hidden_size"] // heads
         kw.update(self.rope_fields(heads, kv, head_dim, max_position_embeddings))
         return HarpeForCausalLM(HarpeConfig(**kw))
 
     def stage_plan(self, seq_len: int) -> list[tuple[float, int, float]]:
         """(base, seq_len, share of the token budget) of every stage, the final one last."""
-        plan = [(*parse_stage(s, seq_len), 0.0) for s in self.stages] + [(self.rope_theta, seq_len, 0.0)]
+        plan = [(*parse_stage(s, seq_len), 0.0) for s in self.stages] + [
+            (self.rope_theta, seq_len, 0.0)
+        ]
         shares = self.stage_fractions or [1.0] * len(plan)
         total = sum(shares)
         return [(b, n, s / total) for (b, n, _), s in zip(plan, shares)]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from repro_core.results import write_text_atomic
 
-from .tasks import TASKS, TaskSettings, build_sample
+from .tasks import DEFAULT_SETTINGS, TASKS, TaskSettings, build_sample
 
 ADJECTIVES = "red old small happy quiet bright cold green tall soft dark brave".split()
 NOUNS = "fox river king garden ship bird window farmer city song tree horse".split()
@@ -119,14 +119,21 @@ def training_blocks(
     seed: int,
     task_fraction: float = 0.5,
     min_task_tokens: int = 64,
-    settings: TaskSettings = TaskSettings(),
+    settings: TaskSettings = DEFAULT_SETTINGS,
 ) -> np.ndarray:
     """(num_blocks, seq_len) int64 blocks, cached on disk by their parameters."""
     from repro_core.data import tokenizer_fingerprint
 
     key = json.dumps(
-        [tokenizer_fingerprint(tokenizer), seq_len, num_blocks, seed, task_fraction,
-         min_task_tokens, settings.__dict__],
+        [
+            tokenizer_fingerprint(tokenizer),
+            seq_len,
+            num_blocks,
+            seed,
+            task_fraction,
+            min_task_tokens,
+            settings.__dict__,
+        ],
         sort_keys=True,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

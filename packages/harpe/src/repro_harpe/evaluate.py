@@ -27,18 +27,30 @@ import torch.nn.functional as F
 from repro_core.results import write_text_atomic
 
 from .corpus import prose_eval_ids, token_counter
-from .tasks import DEPTH_TASKS, TASKS, TaskSettings, build_sample, string_match_all
+from .tasks import (
+    DEFAULT_SETTINGS,
+    DEPTH_TASKS,
+    TASKS,
+    TaskSettings,
+    build_sample,
+    string_match_all,
+)
 
 
 @torch.no_grad()
-def greedy_predictions(model, tokenizer, samples, batch_size: int = 8, extra_tokens: int = 2) -> list[str]:
+def greedy_predictions(
+    model, tokenizer, samples, batch_size: int = 8, extra_tokens: int = 2
+) -> list[str]:
     """Greedy continuation of each prompt (``generate``, KV cache), as many tokens as the
     sample's target has plus ``extra_tokens``; prompts of similar length are batched with left
     padding (the core counts positions over real tokens only)."""
     model.eval()
     device = next(model.parameters()).device
     prompts = [tokenizer(s.prompt, add_special_tokens=False)["input_ids"] for s in samples]
-    budget = [len(tokenizer(s.target, add_special_tokens=False)["input_ids"]) + extra_tokens for s in samples]
+    budget = [
+        len(tokenizer(s.target, add_special_tokens=False)["input_ids"]) + extra_tokens
+        for s in samples
+    ]
     order = sorted(range(len(samples)), key=lambda i: len(prompts[i]))
     preds: list[str] = [""] * len(samples)
     pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
@@ -68,7 +80,7 @@ def retrieval_accuracy(
     samples: int = 4,
     tasks=TASKS,
     seed: int = 42,
-    settings: TaskSettings = TaskSettings(),
+    settings: TaskSettings = DEFAULT_SETTINGS,
     batch_size: int = 8,
 ) -> dict:
     """``{task: {length: {depth: accuracy}}}`` (string_match_all, 0-100) plus means.
@@ -88,7 +100,9 @@ def retrieval_accuracy(
             for d_i, depth in enumerate(cell_depths):
                 rng = random.Random(f"{seed}-{task}-{length}-{d_i}")
                 try:
-                    batch = [build_sample(task, length, depth, rng, count, settings) for _ in range(n)]
+                    batch = [
+                        build_sample(task, length, depth, rng, count, settings) for _ in range(n)
+                    ]
                 except ValueError:  # the task needs more tokens than `length` (cwe at 128)
                     continue
                 preds = greedy_predictions(model, tokenizer, batch, batch_size)
@@ -110,7 +124,9 @@ def retrieval_accuracy(
 
 
 @torch.no_grad()
-def sliding_window_nll(model, ids: np.ndarray, context: int, stride: int = 256, batch_size: int = 4) -> float:
+def sliding_window_nll(
+    model, ids: np.ndarray, context: int, stride: int = 256, batch_size: int = 4
+) -> float:
     """Mean next-token NLL (nats) of ``ids`` with a sliding context of ``context`` tokens.
 
     Window k covers tokens [e - context, e) with e = context + k * stride (the first window
@@ -142,7 +158,9 @@ def sliding_window_nll(model, ids: np.ndarray, context: int, stride: int = 256, 
     return total / count
 
 
-def perplexities(model, tokenizer, contexts=(256, 512, 1024, 2048), short=128, tokens=4096, stride=256) -> dict:
+def perplexities(
+    model, tokenizer, contexts=(256, 512, 1024, 2048), short=128, tokens=4096, stride=256
+) -> dict:
     """``ppl@L`` sliding-window perplexity for each context L, ``ppl_short@128`` in disjoint
     blocks of ``short`` tokens, on the same ``tokens`` held-out prose tokens."""
     ids = prose_eval_ids(tokenizer, tokens)

@@ -194,8 +194,13 @@ def sections(results: dict) -> list[str]:
     for a in arms:
         for t in tasks:
             vals = [by_len.get((a, t, n)) for n in lengths]
-            lines.append(f"| {a} | {t} | " + " | ".join("" if v is None else f"{v:.1f}" for v in vals) + " |")
-    out.append("## Accuracy by length (string_match_all, mean over depths and seeds)\n\n" + "\n".join(lines))
+            lines.append(
+                f"| {a} | {t} | " + " | ".join("" if v is None else f"{v:.1f}" for v in vals) + " |"
+            )
+    out.append(
+        "## Accuracy by length (string_match_all, mean over depths and seeds)\n\n"
+        + "\n".join(lines)
+    )
     depth_cells = _mean_by(results, lambda c: (c["task"], c["length"], c["depth"]))
     depths = sorted({k[3] for k in depth_cells if k[3] is not None})
     top = max(lengths) if lengths else None
@@ -206,7 +211,11 @@ def sections(results: dict) -> list[str]:
         for t in ("passkey", "niah_single", "niah_multikey"):
             vals = [depth_cells.get((a, t, target, d)) for d in depths]
             if any(v is not None for v in vals):
-                lines.append(f"| {a} | {t} | " + " | ".join("" if v is None else f"{v:.1f}" for v in vals) + " |")
+                lines.append(
+                    f"| {a} | {t} | "
+                    + " | ".join("" if v is None else f"{v:.1f}" for v in vals)
+                    + " |"
+                )
     out.append(f"## Accuracy by depth at length {target} (mean over seeds)\n\n" + "\n".join(lines))
     lines = ["| arm | RoPE base per head |", "| --- | --- |"]
     for a in arms:

@@ -157,9 +157,7 @@ def _vt(rng: random.Random, depth: float, n: int, fixed: dict, hops: int) -> Sam
         if i < n:
             out.append(units[i])
     body = " ".join(out)
-    prompt = (
-        f"Track the variables.\n{body}\nThe variables assigned the value {value} are:"
-    )
+    prompt = f"Track the variables.\n{body}\nThe variables assigned the value {value} are:"
     return Sample("vt", prompt, " " + " ".join(names), list(names), 0, depth, n, at)
 
 
@@ -190,13 +188,16 @@ class TaskSettings:
     cwe_freq_rare: int = 1  # [3; 1 below 4096 tokens]
 
 
+DEFAULT_SETTINGS = TaskSettings()
+
+
 def build_sample(
     task: str,
     length: int,
     depth: float | None,
     rng: random.Random,
     count: Callable[[str], int],
-    settings: TaskSettings = TaskSettings(),
+    settings: TaskSettings = DEFAULT_SETTINGS,
 ) -> Sample:
     """The longest instance of ``task`` with ``count(prompt + target) <= length``.
 
@@ -234,7 +235,9 @@ def build_sample(
     while fits(hi):  # exponential search for an upper bound, then bisect
         lo, hi = hi, hi * 2
         if hi > 4 * length + 8:  # a unit is >= 1 token: more units than this never fit
-            raise ValueError(f"count() does not grow with the haystack of {task!r}: is it a tokenizer?")
+            raise ValueError(
+                f"count() does not grow with the haystack of {task!r}: is it a tokenizer?"
+            )
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
@@ -250,12 +253,12 @@ def make_suite(
     samples: int,
     count: Callable[[str], int],
     seed: int = 42,
-    settings: TaskSettings = TaskSettings(),
+    settings: TaskSettings = DEFAULT_SETTINGS,
 ) -> list[Sample]:
     """Every (task, length, depth) cell with ``samples`` instances; deterministic given ``seed``.
     Tasks without depth (``cwe``) get ``samples * len(depths)`` instances per length."""
     out = []
-    for t_i, task in enumerate(tasks):
+    for task in tasks:
         for length in lengths:
             cells = depths if task in DEPTH_TASKS else [None]
             per_cell = samples if task in DEPTH_TASKS else samples * len(depths)
