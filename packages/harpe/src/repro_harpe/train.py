@@ -143,6 +143,28 @@ def run(cfg, run_dir: Path, resume: bool = False) -> dict:
     return results
 
 
+def ensure_base_of(cfg, preset: str) -> None:
+    """When ``model.init_from`` is a missing ``.../final`` and the preset has a base preset
+    (``base-<preset>``), train that base there first (what ``reproduce.py`` does for a grid)."""
+    from repro_core.config import ConfigError, find_preset
+
+    init = cfg.model.init_from
+    if not init or init.startswith("$") or (Path(init) / "config.json").is_file():
+        return
+    try:
+        base_preset = find_preset(f"base-{Path(preset).stem}", package_preset_dirs(__file__))
+    except ConfigError:
+        return  # not ours to make: the core raises a clear error for a missing checkpoint
+    if Path(init).name != "final":
+        return
+    print(f"[harpe] {init} is missing: training it with preset {base_preset.stem}")
+    base = load_config(
+        base_preset, [f"seed={cfg.seed}"], HarpeModelConfig, package_preset_dirs(__file__)
+    )
+    run(base, Path(init).parent)
+    reset_accelerate()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_arg_parser("repro-harpe-train", __doc__.split("\n\n")[0]).parse_args(argv)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
@@ -159,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.resume:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    ensure_base_of(cfg, args.preset)
     results = run(cfg, run_dir, resume=args.resume)
     from accelerate import PartialState
 
