@@ -61,6 +61,7 @@ DEFAULT_TASKS = [
     "boolq_local",
     "openbookqa_local",
     "copa_local",
+    *(f"harpe_{t}_local" for t in ("passkey", "niah_single", "niah_multikey", "vt", "cwe")),
 ]
 
 # Metrics shown in the Markdown table (results.json keeps them all); lm-eval's usual headline
@@ -76,6 +77,10 @@ TABLE_METRICS = {
     "boolq_local": ["acc"],
     "openbookqa_local": ["acc_norm"],
     "copa_local": ["acc"],
+    **{
+        f"harpe_{t}_local": ["string_match_all"]
+        for t in ("passkey", "niah_single", "niah_multikey", "vt", "cwe")
+    },  # fmt: skip
 }
 
 MODEL_ROW = "(model)"  # the package column of a --model row

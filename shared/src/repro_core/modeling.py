@@ -142,7 +142,9 @@ class DecoderConfig(PretrainedConfig):
                     raise ValueError(
                         f"rope_theta_per_head: query heads {g * group}..{(g + 1) * group - 1} share "
                         f"key/value head {g} and must share one base, got "
-                        f"{bases[g * group : (g + 1) * group]}"
+                        f"{bases[g * group : (g + 1) * group]}: give every query head of a "
+                        "key/value group the same base, or use num_key_value_heads="
+                        f"num_attention_heads={h}"
                     )
 
 
