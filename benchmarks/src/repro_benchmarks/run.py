@@ -144,7 +144,10 @@ def registered_packages() -> dict[str, object]:
 
 
 def _package_checkpoints(slug: str, ep) -> dict[str, str]:
-    importlib.import_module(ep.module.split(".")[0])  # registers the package's model classes
+    package = ep.module.split(".")[0]
+    importlib.import_module(package)
+    if importlib.util.find_spec(f"{package}.modeling") is not None:
+        importlib.import_module(f"{package}.modeling")  # registers the package's model classes
     found = ep.load()()
     if not isinstance(found, dict):
         raise BenchError(

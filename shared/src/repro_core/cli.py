@@ -269,14 +269,22 @@ def check_eval_inputs(args: argparse.Namespace) -> dict:
 
 
 @cli_main
-def eval_main(argv: list[str] | None = None, prog: str = "repro-eval") -> int:
-    """``repro-eval``: loss, perplexity, bits per byte of a run (the core's dense models)."""
+def eval_main(
+    argv: list[str] | None = None, prog: str = "repro-eval", imports: tuple[str, ...] = ()
+) -> int:
+    """``repro-eval``: loss, perplexity, bits per byte of a run.
+
+    ``imports``: modules imported after the checks, before the model is loaded (a package's
+    ``modeling`` or tokenizer module, which registers its classes with transformers)."""
+    import importlib
     import json
 
     p = eval_arg_parser(prog, "Evaluate a trained run on a corpus split.")
     p.add_argument("--per-position", action="store_true", help="also print the loss per position")
     args = p.parse_args(argv)
     check_eval_inputs(args)
+    for module in imports:
+        importlib.import_module(module)
     from .evaluate import evaluate_run
 
     result = evaluate_run(
