@@ -67,7 +67,9 @@ def newcomer(tmp_path_factory):
     )
 
     def run(cmd: str, timeout: int = 600) -> subprocess.CompletedProcess:
-        cmd = cmd.replace("uv run ", f"{uv} run --frozen --no-sync ")
+        """Run a README command line (``uv run ...``: in the reused venv, not synced)."""
+        if cmd.startswith(("uv run ", "REPRO_DATA_DIR")):
+            cmd = cmd.replace("uv run ", f"{uv} run --frozen --no-sync ", 1)
         cmd = cmd.replace("python -c", f"{sys.executable} -c")
         return subprocess.run(
             cmd, shell=True, cwd=clone, env=env, capture_output=True, text=True, timeout=timeout
