@@ -85,12 +85,15 @@ def data_dir() -> Path | None:
 
 def hub_offline(timeout: float = 3.0) -> bool:
     """True when the HF hub cannot be used: ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` = 1,
-    or no TCP connection to ``HF_ENDPOINT`` (default huggingface.co) within ``timeout`` s."""
+    or (no HTTPS proxy set) no TCP connection to ``HF_ENDPOINT`` (default huggingface.co)
+    within ``timeout`` s."""
     import socket
     from urllib.parse import urlsplit
 
     if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
         return True
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return False  # behind a proxy a direct connection proves nothing: let the hub client try
     url = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
