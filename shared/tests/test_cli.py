@@ -75,6 +75,8 @@ def test_offline_hub_and_no_local_copy_fail_fast_with_one_message(monkeypatch, o
     else:  # no HF_HUB_OFFLINE, but nothing listens at the endpoint
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(proxy, raising=False)
     start = time.perf_counter()
     with pytest.raises(MissingInputError) as info:
         resolve_corpus("wikitext-2")
