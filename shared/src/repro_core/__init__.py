@@ -33,8 +33,8 @@ def __getattr__(name: str):
 def lazy_exports(package: str, exports: dict[str, str]):
     """``__getattr__`` for a package ``__init__`` that stays cheap to import (no torch), so that
     its command lines can check their arguments first: ``exports`` maps an attribute to the
-    submodule defining it (``{"FinedeepForCausalLM": ".modeling"}``), imported on first use.
-    Importing that submodule (e.g. ``import repro_finedeep.modeling``) registers a package's
+    submodule defining it (``{"MyForCausalLM": ".modeling"}``), imported on first use.
+    Importing that submodule (e.g. ``import repro_<slug>.modeling``) registers a package's
     model classes with ``AutoModelForCausalLM``."""
 
     def __getattr__(name: str):
