@@ -3,13 +3,16 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-# uv is installed with pip when missing; `python -m uv` works right after that.
-UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
-RUN := $(UV) run --frozen --no-sync
+# uv: the one on PATH; else `python -m uv`, which `make setup` installs for the user
+# (`pip install --user uv`, nothing system-wide) when it is missing. UV=/path/to/uv picks another.
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN ?= $(UV) run --frozen --no-sync
 # Local corpora and eval sets (../shared/data beside the repository, when present).
 REPRO_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export REPRO_DATA_DIR
 PRESET ?= tiny
+# extra trainer flags for `make quickstart`, e.g. ARGS=--overwrite (replace runs/quickstart)
+ARGS ?=
 PACKAGES ?=
 TASKS ?=
 SLUGS := $(sort $(notdir $(wildcard packages/*)))
@@ -21,12 +24,16 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 	@echo "  packages: $(SLUGS)"
 
-setup: ## install uv if needed, then the whole workspace from uv.lock into .venv
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+setup: ## install uv for the user if missing, then the whole workspace from uv.lock into .venv
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: pip install --user uv"; \
+		$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv; }
 	$(UV) sync --frozen --all-packages --all-extras
 
-quickstart: setup ## train the tiny dense model on wikitext-2 (a few minutes on 2 cores)
-	$(RUN) repro-train --preset tiny --run-dir runs/quickstart
+quickstart: ## setup, then train the tiny dense model on wikitext-2 (a few minutes on 2 cores)
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory setup && \
+	$(RUN) repro-train --preset $(PRESET) --run-dir runs/quickstart $(ARGS); \
+	status=$$?; echo "make quickstart: wall time $$(( $$(date +%s) - start )) s"; exit $$status
 
 test: setup ## the whole test suite (CPU, < 20 minutes on 2 cores)
 	$(RUN) pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

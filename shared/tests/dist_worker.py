@@ -35,8 +35,10 @@ def main():
         stop = int(args[args.index("--stop-at") + 1])
     overrides = ["train.progress=false"] + [a for a in args if "=" in a]
     cfg = load_config("debug", overrides, preset_dirs=package_preset_dirs(core_train.__file__))
-    trainer = core_train.Trainer(cfg, run_dir, callbacks=[StopAt(stop)] if stop else [])
-    trainer.train(resume=resume)
+    trainer = core_train.Trainer(
+        cfg, run_dir, callbacks=[StopAt(stop)] if stop else [], resume=resume
+    )
+    trainer.train()
     rank = trainer.accelerator.process_index
     info = {
         "accelerate_processes": trainer.accelerator.num_processes,

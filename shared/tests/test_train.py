@@ -87,7 +87,7 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Trainer(debug_cfg(*overrides), tmp_path / "cut", callbacks=[StopAt(9)]).train()
     assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000004", "step-0000008"]
-    Trainer(debug_cfg(*overrides), tmp_path / "cut").train(resume=True)
+    Trainer(debug_cfg(*overrides), tmp_path / "cut", resume=True).train()
     resumed = load_file(tmp_path / "cut" / "final" / "model.safetensors")
     assert reference.keys() == resumed.keys()
     for key in reference:
@@ -121,7 +121,7 @@ def test_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):
     ):
         verify_checkpoint(run / "checkpoints" / "step-0000008")
     assert latest_checkpoint(run).name == "step-0000004"
-    Trainer(debug_cfg(*overrides), run).train(resume=True)
+    Trainer(debug_cfg(*overrides), run, resume=True).train()
     resumed = load_file(run / "final" / "model.safetensors")
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
 
@@ -151,29 +151,38 @@ def test_position_loss_logger_averages_to_the_ordinary_validation_loss(tmp_path)
     assert loss[0].mean() > loss[-1].mean()
 
 
-def test_refuses_to_overwrite_a_run_without_resume(tmp_path, capsys):
-    args = [
-        "--preset",
-        "debug",
-        "--run-dir",
-        str(tmp_path),
-        "--set",
-        "train.max_steps=4",
-        "--set",
-        "train.save_every=2",
-        "--set",
-        "train.progress=false",
-        "--set",
-        "train.eval_every=0",
-    ]
+def test_a_finished_run_is_never_overwritten_without_resume_or_overwrite(tmp_path, capsys):
+    from accelerate.state import AcceleratorState, GradientState
+    from repro_core.rundir import RunDirExistsError
+
+    def reset():
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+    args = ["--preset", "debug", "--run-dir", str(tmp_path), "--set", "train.max_steps=4"]
+    args += ["--set", "train.save_every=2", "--set", "train.progress=false"]
+    args += ["--set", "train.eval_every=0"]
     assert core_train.main(args) == 0
     assert "bits/byte" in capsys.readouterr().out
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    before = {f: (tmp_path / f).read_bytes() for f in ("results.json", "metrics.jsonl")}
+    reset()
     assert core_train.main(args) == 2
-    assert "--resume" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "finished run" in err[0]
+    assert "--resume" in err[0] and "--overwrite" in err[0]
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    # the class refuses too, unless the caller says resume or overwrite
+    with pytest.raises(RunDirExistsError, match="--overwrite"):
+        Trainer(debug_cfg("train.max_steps=4"), tmp_path)
+    # --overwrite replaces the run: old checkpoints and metrics go, a new run is written
+    stale = tmp_path / "checkpoints" / "step-0000099"
+    stale.mkdir()
+    reset()
+    assert core_train.main([*args, "--set", "train.max_steps=2", "--overwrite"]) == 0
+    assert not stale.exists()
+    assert json.loads((tmp_path / "results.json").read_text())["step"] == 2
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+    assert max(steps) == 2
 
 
 def test_post_training_starts_from_a_base_checkpoint(tmp_path, monkeypatch):

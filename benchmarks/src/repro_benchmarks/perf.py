@@ -22,7 +22,6 @@ where ``perf_cases(quick: bool) -> list[dict]`` returns cases of the form::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -35,6 +34,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import UserError
 from repro_core.results import replace_block, write_text_atomic
 
 from repro_benchmarks import results_dir
@@ -166,9 +167,7 @@ def registered_cases(only: set[str] | None) -> list[tuple[str, Callable | None, 
             )
     if only and (unknown := only - {name for name, _, _ in found}):
         known = ["core"] + sorted(ep.name for ep in entry_points(group="repro.perf"))
-        raise SystemExit(
-            f"repro-perf: unknown case group(s) {sorted(unknown)}; registered: {known}"
-        )
+        raise UserError(f"unknown case group(s) {sorted(unknown)}; registered: {known}")
     return found
 
 
@@ -272,8 +271,9 @@ def update_package_readmes(report: dict, readme_of: Callable[[str], Path | None]
     return changed
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repro-perf", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro-perf", description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--only", default=None, help="comma-separated case groups (core, finedeep, ...)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")

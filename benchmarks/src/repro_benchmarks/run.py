@@ -31,7 +31,6 @@ network access, any of lm-eval's own (``lm-eval ls tasks``).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
 import importlib.util
@@ -46,6 +45,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import UserError
 from repro_core.results import write_text_atomic
 
 from repro_benchmarks import results_dir, tasks_dir
@@ -87,7 +88,7 @@ MODEL_ROW = "(model)"  # the package column of a --model row
 ENTRY_POINT_GROUP = "repro.bench"
 
 
-class BenchError(Exception):
+class BenchError(UserError):
     """A problem the user fixes (bad name, missing file or checkpoint); printed without a traceback."""
 
 
@@ -157,7 +158,10 @@ def registered_packages() -> dict[str, object]:
 
 
 def _package_checkpoints(slug: str, ep) -> dict[str, str]:
-    importlib.import_module(ep.module.split(".")[0])  # registers the package's model classes
+    package = ep.module.split(".")[0]
+    importlib.import_module(package)
+    if importlib.util.find_spec(f"{package}.modeling") is not None:
+        importlib.import_module(f"{package}.modeling")  # registers the package's model classes
     found = ep.load()()
     if not isinstance(found, dict):
         raise BenchError(
@@ -405,8 +409,9 @@ def _print_registry() -> None:
         print(f"  {slug}: {checkpoints or 'no reproduced checkpoints'}")
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repro-bench", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro-bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--packages", help="comma-separated package slugs (default: every package with checkpoints)"
     )
@@ -455,11 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         _print_registry()
         return 0
-    try:
-        return _run(args, argv)
-    except BenchError as exc:
-        print(f"repro-bench: error: {exc}", file=sys.stderr)
-        return 2
+    return _run(args, argv)  # a BenchError is printed as one line "error: ...", status 2
 
 
 def _run(args, argv) -> int:

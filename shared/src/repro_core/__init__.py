@@ -5,6 +5,7 @@ an attribute below, or with ``import repro_core.modeling`` (which also registers
 with ``AutoModelForCausalLM``). Tokenizer code (``repro_core.bpe``) never needs torch.
 """
 
+import sys
 from importlib import import_module
 
 __version__ = "0.1.0"
@@ -27,3 +28,20 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'repro_core' has no attribute {name!r}")
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """``__getattr__`` for a package ``__init__`` that stays cheap to import (no torch), so that
+    its command lines can check their arguments first: ``exports`` maps an attribute to the
+    submodule defining it (``{"MyForCausalLM": ".modeling"}``), imported on first use.
+    Importing that submodule (e.g. ``import repro_<slug>.modeling``) registers a package's
+    model classes with ``AutoModelForCausalLM``."""
+
+    def __getattr__(name: str):
+        if name in exports:
+            value = getattr(import_module(exports[name], package), name)
+            setattr(sys.modules[package], name, value)
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

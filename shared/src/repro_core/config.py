@@ -19,8 +19,21 @@ from typing import Any, Literal
 import yaml
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A mistake in what the user asked for (a value, a path, a missing file or checkpoint).
+
+    Every command line prints it as one line, ``error: <message>``, and exits with status 2
+    (:func:`repro_core.cli.cli_main`); anything else is a bug and keeps its traceback.
+    """
+
+
+class ConfigError(UserError, ValueError):
     """A configuration key or value is invalid; the message says which and what is allowed."""
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """A file, folder, corpus or checkpoint the run needs is not there; the message says how
+    to provide it."""
 
 
 def check(condition: bool, key: str, value: Any, allowed: str) -> None:
@@ -91,14 +104,22 @@ class ModelConfig:
 
 
 def resolve_base(spec: str) -> str:
-    """``$REPRO_BASE`` -> the env var, else ``runs/base/final``; anything else unchanged."""
+    """``$REPRO_BASE`` -> the env var, else ``runs/base/final``; anything else unchanged.
+
+    Raises :class:`MissingInputError` when the checkpoint directory has no ``config.json``.
+    """
     if spec == "$REPRO_BASE":
         spec = os.environ.get("REPRO_BASE", "runs/base/final")
         if not Path(spec, "config.json").exists():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"base model {spec!r} not found: run `make base` (pretrains runs/base/final) or set "
                 "REPRO_BASE to a HF Llama checkpoint directory"
             )
+    elif not Path(spec, "config.json").exists():
+        raise MissingInputError(
+            f"model.init_from={spec!r} is not a model directory (no config.json): pass the "
+            "output directory of save_pretrained, e.g. runs/base/final from `make base`"
+        )
     return spec
 
 
@@ -375,6 +396,8 @@ def package_preset_dirs(module_file: str) -> list[Path]:
 
 __all__ = [
     "ConfigError",
+    "MissingInputError",
+    "UserError",
     "DataConfig",
     "ModelConfig",
     "RunConfig",

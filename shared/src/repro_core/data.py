@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import MissingInputError
+
 # corpus name -> (folder under REPRO_DATA_DIR, {split: file}, hub id, hub config)
 NAMED_CORPORA: dict[str, tuple[str, dict[str, str], str, str | None]] = {
     "wikitext-2": (
@@ -49,10 +51,56 @@ NAMED_CORPORA: dict[str, tuple[str, dict[str, str], str, str | None]] = {
 EOS_TOKEN = "<|endoftext|>"
 
 
+def workspace_root() -> Path | None:
+    """The repository root: the nearest folder holding the workspace ``pyproject.toml`` (one
+    with ``[tool.uv.workspace]``) above the working directory, else above this file (an
+    editable install); None for an installed wheel run outside a checkout."""
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for folder in (start, *start.parents):
+            pyproject = folder / "pyproject.toml"
+            try:
+                if pyproject.is_file() and "[tool.uv.workspace]" in pyproject.read_text():
+                    return folder
+            except OSError:
+                continue
+    return None
+
+
 def data_dir() -> Path | None:
-    """``REPRO_DATA_DIR`` if set and present."""
+    """The local data folder, the same for every entry point (CLI, tests, notebooks):
+
+    1. ``REPRO_DATA_DIR`` when set (None if that folder does not exist: an explicit setting is
+       never replaced by a guess);
+    2. else ``../shared/data`` beside the repository root (:func:`workspace_root`), the folder
+       the Makefile uses;
+    3. else None: named corpora come from the HF hub.
+    """
     value = os.environ.get("REPRO_DATA_DIR")
-    return Path(value) if value and Path(value).is_dir() else None
+    if value:
+        return Path(value) if Path(value).is_dir() else None
+    root = workspace_root()
+    sibling = root.parent / "shared" / "data" if root is not None else None
+    return sibling if sibling is not None and sibling.is_dir() else None
+
+
+def hub_offline(timeout: float = 3.0) -> bool:
+    """True when the HF hub cannot be used: ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` = 1,
+    or (no HTTPS proxy set) no TCP connection to ``HF_ENDPOINT`` (default huggingface.co)
+    within ``timeout`` s."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return True
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return False  # behind a proxy a direct connection proves nothing: let the hub client try
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return True
+    return False
 
 
 def cache_dir() -> Path:
@@ -100,9 +148,10 @@ def resolve_corpus(name: str) -> Corpus:
             }
             if files:
                 return Corpus(name, files=files)
-        if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-            tried = root / folder if root else "REPRO_DATA_DIR (unset)"
-            raise FileNotFoundError(
+        if hub_offline():
+            env = os.environ.get("REPRO_DATA_DIR")
+            tried = root / folder if root else f"REPRO_DATA_DIR={env}" if env else "../shared/data"
+            raise MissingInputError(
                 f"corpus {name!r}: no local copy at {tried} and the hub is offline. Set "
                 f"REPRO_DATA_DIR to a folder containing {folder}/ ({', '.join(splits.values())}), "
                 f"or go online so the hub dataset {hub_id!r} can be downloaded."
@@ -127,12 +176,14 @@ def resolve_corpus(name: str) -> Corpus:
             )
             by_split.setdefault(split, []).append(f)
         return Corpus(name, files=by_split)
-    if "/" in name and not name.startswith((".", "/")):
+    hub_like = "/" in name and not name.startswith((".", "/", "~"))
+    if hub_like and not hub_offline():
         return Corpus(name, hub_id=name)
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"corpus {name!r} not found: it is not one of the named corpora {sorted(NAMED_CORPORA)}, "
-        f"not a local file or folder, and not a hub id (owner/name). Set REPRO_DATA_DIR to "
-        f"../shared/data (or the folder holding the corpora) or pass a path."
+        "not a local file or folder, and "
+        + ("the hub is offline" if hub_like else "not a hub id (owner/name)")
+        + ". Set REPRO_DATA_DIR to ../shared/data (or the folder holding the corpora) or pass a path."
     )
 
 
@@ -443,6 +494,8 @@ __all__ = [
     "as_blocks",
     "cache_dir",
     "data_dir",
+    "hub_offline",
+    "workspace_root",
     "get_tokenizer",
     "load_split_texts",
     "resolve_corpus",

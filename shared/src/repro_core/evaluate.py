@@ -7,8 +7,6 @@ evaluated split (see :class:`~repro_core.data.TokenizedSplit`).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -176,17 +174,20 @@ def rolling_bits_per_byte(
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "final"):
-    """Model, tokenizer and resolved config dict of a run directory written by the trainer."""
-    import yaml
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Model, tokenizer and resolved config dict of a run directory written by the trainer.
 
-    import repro_core.modeling  # noqa: F401  (registers the model classes)
+    A dense run's model (saved as a plain Llama checkpoint) comes back as a ``DecoderLM``;
+    other model types through ``AutoModelForCausalLM`` (their package must be imported).
+    """
+    import yaml
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .cli import check_run
+    from .config import MissingInputError
+    from .modeling import load_llama_checkpoint
 
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise FileNotFoundError(
-            f"{run} is not a run directory (no config.yaml); train one with repro-train"
-        )
+    check_run(run, checkpoint)
     if checkpoint == "final":
         model_dir = run / "final"
     elif checkpoint == "latest":
@@ -194,15 +195,14 @@ def load_run(run_dir: str | Path, checkpoint: str = "final"):
 
         ckpt = latest_checkpoint(run)
         if ckpt is None:
-            raise FileNotFoundError(f"{run} has no complete checkpoint under checkpoints/")
+            raise MissingInputError(f"{run} has no complete checkpoint under checkpoints/")
         model_dir = ckpt / "model"
     else:
         model_dir = Path(checkpoint)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"no model at {model_dir}: the run has not finished (use --checkpoint latest) or the path is wrong"
-        )
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if AutoConfig.from_pretrained(model_dir).model_type == "llama":
+        model = load_llama_checkpoint(model_dir)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(
         run / "final" if (run / "final" / "tokenizer_config.json").exists() else model_dir
     )
@@ -227,33 +227,37 @@ def run_split_blocks(cfg: dict, tokenizer, split_name: str, corpus_name: str | N
     return split, as_blocks(split.tokens, cfg["data"]["seq_len"]), corpus
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="repro-eval", description="Evaluate a trained run on a corpus split."
-    )
-    p.add_argument("--run", required=True, help="run directory written by repro-train")
-    p.add_argument("--checkpoint", default="final", help="final | latest | a model directory")
-    p.add_argument("--split", default="validation", help="validation | test | train")
-    p.add_argument("--corpus", default=None, help="corpus to evaluate on (default: the run's)")
-    p.add_argument(
-        "--batches", type=int, default=0, help="evaluate this many batches (0 = whole split)"
-    )
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--per-position", action="store_true", help="also print the loss per position")
-    args = p.parse_args(argv)
-    model, tok, cfg = load_run(args.run, args.checkpoint)
+def evaluate_run(
+    run: str | Path,
+    checkpoint: str = "final",
+    split_name: str = "validation",
+    corpus_name: str | None = None,
+    batches: int = 0,
+    batch_size: int = 16,
+    per_position: bool = False,
+) -> dict:
+    """``repro-eval``'s result: loss, perplexity, bits per byte of a run on a corpus split, with
+    the data settings of the run (its ``config.yaml``) unless ``corpus_name`` is given."""
+    from .config import UserError
+
+    model, tok, cfg = load_run(run, checkpoint)
     try:
-        split, blocks, corpus = run_split_blocks(cfg, tok, args.split, args.corpus)
+        split, blocks, corpus = run_split_blocks(cfg, tok, split_name, corpus_name)
     except KeyError as exc:
-        print(exc.args[0], file=sys.stderr)
-        return 2
-    sums, count = position_losses(model, blocks, args.batch_size, args.batches)
+        raise UserError(exc.args[0]) from None
+    sums, count = position_losses(model, blocks, batch_size, batches)
     result = summarize(float(sums.sum() / (count * len(sums))), split.bytes_per_token)
-    result.update(split=args.split, corpus=corpus.name, tokens=int(count * len(sums)))
-    if args.per_position:
+    result.update(split=split_name, corpus=corpus.name, tokens=int(count * len(sums)))
+    if per_position:
         result["loss_per_position"] = (sums / count).tolist()
-    print(json.dumps(result, indent=1))
-    return 0
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m repro_core.evaluate``; the same as ``repro-eval`` (:func:`repro_core.cli.eval_main`)."""
+    from .cli import eval_main
+
+    return eval_main(argv)
 
 
 if __name__ == "__main__":

@@ -505,9 +505,8 @@ def train_run(spec: RunSpec, model_config_cls=None, preset_dirs=None, **trainer_
         preset_dirs or package_preset_dirs(core_train.__file__),  # the core's presets by default
     )
     resume = latest_checkpoint(spec.path) is not None
-    if not resume and (spec.path / "metrics.jsonl").exists():
-        (spec.path / "metrics.jsonl").unlink()
-    trainer = Trainer(cfg, spec.path, **trainer_kwargs)
+    # the Trainer refuses a run directory holding a run unless told: resume it, or replace it
+    trainer = Trainer(cfg, spec.path, resume=resume, overwrite=not resume, **trainer_kwargs)
     return trainer, trainer.train(resume=resume)
 
 

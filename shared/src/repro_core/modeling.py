@@ -261,6 +261,24 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    def saves_as_llama(self) -> bool:
+        """True for the plain dense model (no extension point changed, one RoPE base): its
+        weights are Llama's, so :meth:`save_pretrained` writes a plain Llama checkpoint."""
+        return (
+            type(self) is DecoderLM
+            and type(self.config) is DecoderConfig
+            and self.config.rope_theta_per_head is None
+        )
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``; a dense model is written as ``model_type: llama``
+        (``LlamaForCausalLM``), loadable by plain transformers, lm-eval ``--model hf``, vLLM and
+        conversion scripts with nothing of ours installed. Models with new layers keep their
+        own type (their package registers it on import)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.saves_as_llama() and kwargs.get("is_main_process", True):
+            llama_config_from_decoder(self.config).save_pretrained(save_directory)
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
 
@@ -329,7 +347,38 @@ AutoModelForCausalLM.register(DecoderConfig, DecoderLM, exist_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------
-# Loading HF Llama checkpoints
+# Loading HF Llama checkpoints (and saving the dense model as one)
+
+
+def llama_config_from_decoder(config: DecoderConfig):
+    """The ``LlamaConfig`` with the shapes of a dense :class:`DecoderConfig` (no per-head RoPE)."""
+    from transformers import LlamaConfig
+
+    llama = LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        hidden_act="silu",
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_theta=config.rope_theta,
+        attention_bias=config.attention_bias,
+        mlp_bias=config.mlp_bias,
+        attention_dropout=config.attention_dropout,
+        initializer_range=config.initializer_range,
+        tie_word_embeddings=config.tie_word_embeddings,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        architectures=["LlamaForCausalLM"],
+    )
+    if getattr(config, "dtype", None) is not None:
+        llama.dtype = config.dtype
+    return llama
 
 
 def decoder_config_from_llama(llama_config) -> DecoderConfig:
@@ -494,5 +543,6 @@ __all__ = [
     "count_parameters",
     "decoder_config_from_llama",
     "flops_per_token",
+    "llama_config_from_decoder",
     "load_llama_checkpoint",
 ]

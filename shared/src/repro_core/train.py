@@ -38,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ModelConfig, RunConfig, load_config, package_preset_dirs
+from .config import ModelConfig, RunConfig, package_preset_dirs
 from .data import BlockSampler, as_blocks, get_tokenizer, resolve_corpus, tokenize_corpus
 from .evaluate import position_losses, summarize
 from .modeling import count_parameters, flops_per_token
 from .results import write_text_atomic
+from .rundir import check_run_dir, clear_run
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{7})$")
 MANIFEST = "manifest.json"
@@ -199,6 +200,12 @@ def make_accelerator(train_cfg):
     from accelerate.utils import InitProcessGroupKwargs
 
     use_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if not use_deepspeed:
+        # accelerate imports DeepSpeed (when installed) to unwrap any model it saves: seconds of
+        # imports and a "Setting accelerator to CPU" warning for runs that never use it
+        import accelerate.utils.other
+
+        accelerate.utils.other.is_deepspeed_available = lambda: False
     has_cuda = torch.cuda.is_available()
     mp = train_cfg.mixed_precision
     if mp == "auto":
@@ -241,6 +248,10 @@ class Trainer:
             on every rank) and optionally ``on_train_end(trainer)``.
         model: a prebuilt model (else ``cfg.model.build(...)``).
         tokenizer: a prebuilt tokenizer (else from ``cfg.data.tokenizer`` or the base model).
+        resume: ``run_dir`` may hold a run to continue (``train()`` then resumes by default).
+        overwrite: ``run_dir`` may hold a run to replace: its run files are deleted first.
+            With neither, a ``run_dir`` holding a finished or partial run raises
+            :class:`~repro_core.rundir.RunDirExistsError` (see :mod:`repro_core.rundir`).
     """
 
     def __init__(
@@ -250,15 +261,26 @@ class Trainer:
         callbacks: Sequence = (),
         model=None,
         tokenizer=None,
+        resume: bool = False,
+        overwrite: bool = False,
     ):
         from accelerate.utils import set_seed
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
+        self.resume = resume
         self.accelerator = make_accelerator(cfg.train)
         set_seed(cfg.seed)
         acc = self.accelerator
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            if overwrite:
+                clear_run(self.run_dir)
+            elif resume and latest_checkpoint(self.run_dir) is None:
+                # nothing to continue: the run restarts at step 0, without the old metrics
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
 
         corpus = resolve_corpus(cfg.data.corpus)
         if tokenizer is None:
@@ -397,9 +419,13 @@ class Trainer:
         self.tokens_seen = state["tokens_seen"]
 
     # -- the loop --------------------------------------------------------------------------------
-    def train(self, resume: bool = False) -> dict:
-        """Run until ``train.max_steps``; returns the final results (also in results.json)."""
+    def train(self, resume: bool | None = None) -> dict:
+        """Run until ``train.max_steps``; returns the final results (also in results.json).
+
+        ``resume`` (default: as given to the constructor) continues from the latest complete
+        checkpoint of the run directory."""
         acc, cfg, t = self.accelerator, self.cfg, self.cfg.train
+        resume = self.resume if resume is None else resume
         if resume:
             ckpt = latest_checkpoint(self.run_dir, warn=lambda m: self.print(f"[resume] {m}"))
             if ckpt is None:
@@ -436,10 +462,12 @@ class Trainer:
         )
         from tqdm.auto import tqdm
 
+        # a bar on a terminal; piped output gets one plain line per log_every steps instead
+        log_lines = t.progress and acc.is_main_process and not sys.stderr.isatty()
         bar = tqdm(
             total=t.max_steps,
             initial=self.step,
-            disable=not (t.progress and acc.is_main_process),
+            disable=not (t.progress and acc.is_main_process) or log_lines,
             desc=cfg.name,
             dynamic_ncols=True,
         )
@@ -489,6 +517,12 @@ class Trainer:
                 if grad_norm is not None:
                     rec["grad_norm"] = float(grad_norm)
                 self.log(rec)
+                if log_lines:
+                    print(
+                        f"[train] step {self.step}/{t.max_steps} | loss {rec['lm_loss']:.4f} | "
+                        f"lr {rec['lr']:.2e} | {rec['tokens_per_second']:.0f} tokens/s",
+                        flush=True,
+                    )
                 bar.set_postfix(
                     loss=f"{rec['lm_loss']:.3f}", tok_s=f"{rec['tokens_per_second']:.0f}"
                 )
@@ -606,35 +640,14 @@ class PositionLossLogger:
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line
+# Command line (parsing and validation live in repro_core.cli, which needs no torch)
 
 
 def build_arg_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument(
-        "--preset",
-        default="tiny",
-        help="preset name (debug, tiny, small, paper, ...) or a YAML path",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=3e-4 (repeatable)",
-    )
-    p.add_argument(
-        "--run-dir", default=None, help="output directory (default runs/<name>-<preset>-seed<seed>)"
-    )
-    p.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the latest complete checkpoint in --run-dir",
-    )
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    return p
+    """The trainer's arguments (``--preset --set --run-dir --seed --resume --overwrite``)."""
+    from .cli import train_arg_parser
+
+    return train_arg_parser(prog, description)
 
 
 def main(
@@ -643,33 +656,10 @@ def main(
     preset_dirs: list[Path] | None = None,
     prog: str = "repro-train",
 ) -> int:
-    """Entry point shared by ``repro-train`` and every package's ``repro-<slug>-train``."""
-    args = build_arg_parser(prog, "Train a model of this package on a corpus.").parse_args(argv)
-    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    dirs = preset_dirs or package_preset_dirs(__file__)
-    cfg = load_config(args.preset, overrides, model_config_cls, dirs)
-    if args.print_config:
-        print(cfg.to_yaml())
-        return 0
-    preset_name = Path(args.preset).stem
-    run_dir = Path(args.run_dir or f"runs/{cfg.name}-{preset_name}-seed{cfg.seed}")
-    if not args.resume and list_checkpoints(run_dir):
-        print(
-            f"{run_dir} already holds checkpoints: pass --resume to continue it or choose another --run-dir",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.resume and (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()
-    trainer = Trainer(cfg, run_dir)
-    results = trainer.train(resume=args.resume)
-    if trainer.accelerator.is_main_process:
-        bpb = results.get("val_bits_per_byte")
-        print(
-            f"[done] val loss {results['val_loss']:.4f} | val ppl {results['val_perplexity']:.2f} | "
-            f"bits/byte {bpb:.4f} | {results['tokens_per_second'] or 0:.0f} tokens/s | run dir {run_dir}"
-        )
-    return 0
+    """``python -m repro_core.train`` (accelerate launch); the same as ``repro-train``."""
+    from .cli import train_main
+
+    return train_main(argv, model_config_cls, preset_dirs or package_preset_dirs(__file__), prog)
 
 
 if __name__ == "__main__":

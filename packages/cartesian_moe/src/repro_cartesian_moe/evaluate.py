@@ -8,12 +8,12 @@ expert disabled in every router; the ratio of the two perplexities).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 import torch
+from repro_core.cli import check_eval_inputs, cli_main, eval_arg_parser
 from repro_core.evaluate import evaluate_blocks
 
 from repro_cartesian_moe.modeling import expert_load_summary, record_expert_load, set_disable_top1
@@ -54,21 +54,15 @@ def evaluate_model(
     return out
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
+    from repro_core.config import UserError
     from repro_core.evaluate import load_run, run_split_blocks
 
-    p = argparse.ArgumentParser(
-        prog="repro-cartesian-moe-eval",
-        description="Evaluate a CartesianMoE run: perplexity, bits/byte, expert load, top-1 disabled.",
+    p = eval_arg_parser(
+        "repro-cartesian-moe-eval",
+        "Evaluate a CartesianMoE run: perplexity, bits/byte, expert load, top-1 disabled.",
     )
-    p.add_argument(
-        "--run", required=True, help="run directory written by repro-cartesian-moe-train"
-    )
-    p.add_argument("--checkpoint", default="final", help="final | latest | a model directory")
-    p.add_argument("--split", default="validation", help="validation | test | train")
-    p.add_argument("--corpus", default=None, help="corpus to evaluate on (default: the run's)")
-    p.add_argument("--batches", type=int, default=0, help="this many batches (0 = whole split)")
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
         "--disable-top1",
         action="store_true",
@@ -84,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         "--per-router", action="store_true", help="print tokens per expert of each router"
     )
     args = p.parse_args(argv)
+    check_eval_inputs(args)
     model, tok, cfg = load_run(args.run, args.checkpoint)
     try:
         split, blocks, corpus = run_split_blocks(cfg, tok, args.split, args.corpus)
     except KeyError as exc:
-        print(exc.args[0], file=sys.stderr)
-        return 2
+        raise UserError(exc.args[0]) from None
     result = evaluate_model(
         model,
         blocks,

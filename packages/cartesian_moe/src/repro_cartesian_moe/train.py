@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import sys
 
+from repro_core.cli import train_main
 from repro_core.config import package_preset_dirs
-from repro_core.train import main as core_main
 
 from repro_cartesian_moe.modeling import CartesianMoEModelConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    return core_main(
+    return train_main(
         argv,
         model_config_cls=CartesianMoEModelConfig,
         preset_dirs=package_preset_dirs(__file__),

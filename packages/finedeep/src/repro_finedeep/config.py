@@ -7,7 +7,11 @@ from typing import Literal
 
 from repro_core.config import ConfigError, ModelConfig, check
 
-from .modeling import NORM_PLACEMENTS, ROUTER_ACTS, ROUTER_INPUTS, ROUTER_NORMS
+# the allowed switch values (modeling.py validates FinedeepConfig against the same tuples)
+ROUTER_INPUTS = ("expert_output", "sublayer_input")
+ROUTER_ACTS = ("sigmoid", "softmax", "none")
+ROUTER_NORMS = ("none", "sum_to_one", "sum_to_k")
+NORM_PLACEMENTS = ("pre", "post")
 
 
 @dataclass

@@ -57,10 +57,7 @@ from repro_core.modeling import DecoderConfig, DecoderLM
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-ROUTER_INPUTS = ("expert_output", "sublayer_input")
-ROUTER_ACTS = ("sigmoid", "softmax", "none")
-ROUTER_NORMS = ("none", "sum_to_one", "sum_to_k")
-NORM_PLACEMENTS = ("pre", "post")
+from .config import NORM_PLACEMENTS, ROUTER_ACTS, ROUTER_INPUTS, ROUTER_NORMS  # noqa: F401
 
 
 class FinedeepConfig(DecoderConfig):

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import sys
 
+from repro_core.cli import train_main
 from repro_core.config import package_preset_dirs
-from repro_core.train import main as core_main
 
 from .config import FinedeepModelConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    return core_main(
+    """Checks the config (no torch), then trains with the core trainer."""
+    return train_main(
         argv,
         model_config_cls=FinedeepModelConfig,
         preset_dirs=package_preset_dirs(__file__),

@@ -6,7 +6,11 @@
 Writes to --out: the HF tokenizer (`tokenizer_config.json` + `scaffold_bpe.json`, load it with
 `ScaffoldBpeTokenizer.from_pretrained(out)`) and `training_summary.json` (merges in order with their
 token strings, scaffold tokens, demolition table, mark / re-activate events, sizes and timings).
-Every file under a directory is one document (read as UTF-8; invalid bytes are kept as bytes).
+Every file under a directory is one document (read as UTF-8; invalid bytes are kept as bytes);
+with `--conventions hf` every line is one document (its line break kept), as HF `BpeTrainer`
+reads files, so that plain BPE then gives exactly BpeTrainer's merges. Only the tokenizer code is
+imported (no torch, no transformers): the tokenizer directory is written directly, in the format
+`ScaffoldBpeTokenizer.save_pretrained` writes.
 
 Called the way every package's `repro-<slug>-train` is called (`--preset NAME`, no `--input`), it
 hands over to the language-model trainer `repro-scaffold-bpe-lm-train` (`repro_scaffold_bpe.train`),
@@ -16,7 +20,6 @@ packages' entry points do.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,13 +34,15 @@ from repro_core.bpe import (
     count_pieces,
     train_bpe,
 )
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import MissingInputError, UserError
 from repro_core.results import write_text_atomic
 
 PATTERNS = {"gpt2": GPT2_PATTERN, "gpt2-split-digits": GPT2_SPLIT_DIGITS_PATTERN}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="repro-scaffold-bpe-train",
         description="Train a byte-level Scaffold-BPE (arXiv 2404.17808) or plain BPE tokenizer. "
         "With --preset (and no --input) it trains a language model instead: see "
@@ -52,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conventions", choices=BYTE_ORDERS, default="reference",
         help="pair tie-break order of the bytes: 'reference' = raw byte values (the golden data), "
-        "'hf' = HF ByteLevel order (plain BPE then equals tokenizers' BpeTrainer)",
+        "'hf' = HF ByteLevel order and one document per line (plain BPE then equals tokenizers' "
+        "BpeTrainer trained on the same files)",
     )  # fmt: skip
     p.add_argument(
         "--pattern", choices=sorted(PATTERNS), default="gpt2", help="pre-tokenisation regex"
@@ -67,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-pair-count", type=int, default=1, help="never merge rarer pairs")
     p.add_argument("--out", required=True, help="output directory (created)")
     return p
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines of ``text``, each with its ``\\n`` (split on ``\\n`` only, as HF reads files)."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def read_documents(path: Path) -> tuple[list[str], list[str]]:
@@ -92,6 +104,38 @@ def wants_lm_training(argv: list[str]) -> bool:
     return "--input" not in flags and bool(flags & set(LM_TRAIN_FLAGS))
 
 
+def save_tokenizer_dir(model, out: Path, semantics: str = "merges") -> None:
+    """Write what ``ScaffoldBpeTokenizer(model=model).save_pretrained(out)`` writes
+    (``scaffold_bpe.json`` + ``tokenizer_config.json``) without importing transformers; a test
+    checks the two directories are byte for byte the same."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out / "scaffold_bpe.json"))  # hf_tokenizer.MODEL_FILE
+    eos = ENDOFTEXT if ENDOFTEXT in model.special_tokens else None
+    config = {
+        "added_tokens_decoder": {
+            str(model.model_id_of[i]): {
+                "content": name,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": True,
+            }
+            for name, i in sorted(model.special_tokens.items(), key=lambda kv: kv[1])
+        },
+        "backend": "custom",
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": int(1e30),  # transformers' VERY_LARGE_INTEGER: no limit
+        "semantics": semantics,
+        "tokenizer_class": "ScaffoldBpeTokenizer",
+    }
+    if eos is not None:
+        config["eos_token"] = eos
+    text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_text_atomic(out / "tokenizer_config.json", text)
+
+
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_lm_training(argv):
@@ -102,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = Path(args.input)
     if not source.exists():
-        parser.error(
+        raise MissingInputError(
             f"--input {source} does not exist (give a text file or a directory of text files)"
         )
     specials = [
@@ -110,26 +154,26 @@ def main(argv: list[str] | None = None) -> int:
     ]
     n_base = 256 + len(specials)
     if args.vocab_size < n_base:
-        parser.error(
+        raise UserError(
             f"--vocab-size {args.vocab_size} is too small: it must be at least {n_base} "
             f"(256 byte tokens + {len(specials)} special token(s))"
         )
     if args.min_pair_count < 1:
-        parser.error(f"--min-pair-count must be >= 1, got {args.min_pair_count}")
+        raise UserError(f"--min-pair-count must be >= 1, got {args.min_pair_count}")
     try:
         pretokenizer = PreTokenizer(args.regex or PATTERNS[args.pattern], specials)
     except Exception as err:  # regex.error and friends
-        parser.error(f"invalid pre-tokenisation regex: {err}")
+        raise UserError(f"invalid pre-tokenisation regex: {err}") from None
     texts, files = read_documents(source)
     n_bytes = sum(len(t.encode("utf-8", "surrogateescape")) for t in texts)
     if n_bytes == 0:
-        parser.error(f"--input {source} holds no text (files found: {len(files)})")
+        raise UserError(f"--input {source} holds no text (files found: {len(files)})")
 
-    # Heavy imports after the argument checks, so that errors come back at once.
-    from repro_scaffold_bpe.hf_tokenizer import ScaffoldBpeTokenizer
     from repro_scaffold_bpe.scaffold import plain_bpe_as_scaffold, train_scaffold_bpe
 
     start = time.perf_counter()
+    if args.conventions == "hf":  # HF BpeTrainer trains on the lines of its files
+        texts = [line for text in texts for line in split_lines(text)]
     counts = count_pieces(texts, pretokenizer)
     count_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -150,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ScaffoldBpeTokenizer(model=model).save_pretrained(str(out))
+    save_tokenizer_dir(model, out)
     latin1 = [b.decode("latin-1") for b in model.token_bytes]
     summary = {
         "method": args.method,

@@ -1,6 +1,7 @@
 """`repro-scaffold-bpe-lm-eval`: loss, perplexity and bits per byte of a run (the core's `repro-eval`).
 
-Importing this module registers `ScaffoldBpeTokenizer` with `AutoTokenizer`, so a run directory
+The evaluation imports `repro_scaffold_bpe.hf_tokenizer` (which registers `ScaffoldBpeTokenizer`
+with `AutoTokenizer`), so a run directory
 trained with a Scaffold-BPE tokenizer reloads without remote code. Compare tokenizers by bits per
 byte, never by per-token perplexity::
 
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import sys
 
-from repro_core.evaluate import main as core_main
-
-import repro_scaffold_bpe.hf_tokenizer  # noqa: F401  (registers the tokenizer with AutoTokenizer)
+from repro_core.cli import eval_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return core_main(argv)
+    # the tokenizer module registers ScaffoldBpeTokenizer with AutoTokenizer (after the checks)
+    return eval_main(
+        argv, prog="repro-scaffold-bpe-lm-eval", imports=("repro_scaffold_bpe.hf_tokenizer",)
+    )
 
 
 if __name__ == "__main__":

@@ -28,11 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from repro_core.config import ModelConfig, load_config, package_preset_dirs
+from repro_core.cli import check_inputs, train_main
+from repro_core.config import ConfigError, ModelConfig, package_preset_dirs
 from repro_core.data import Corpus, cache_dir, corpus_splits, get_tokenizer, load_split_texts
-
-# Importing the wrapper registers ScaffoldBpeTokenizer with AutoTokenizer (run dirs' final/ reload).
-from repro_scaffold_bpe.hf_tokenizer import ScaffoldBpeTokenizer
 
 PROG = "repro-scaffold-bpe-lm-train"
 SPEC = re.compile(r"^(scaffold|plain-bpe):(\d+)(?::([a-z0-9-]+))?$")
@@ -76,6 +74,9 @@ def train_tokenizer_model(texts: list[str], method: str, vocab_size: int, patter
 
 def resolve_tokenizer(spec: str, corpus: Corpus):
     """The HF tokenizer of `data.tokenizer` (see the module docstring); trained ones are cached."""
+    # the wrapper registers ScaffoldBpeTokenizer with AutoTokenizer (run dirs' final/ reload)
+    from repro_scaffold_bpe.hf_tokenizer import ScaffoldBpeTokenizer
+
     parsed = parse_spec(os.path.expandvars(spec))
     if parsed is None:
         return get_tokenizer(spec, corpus)
@@ -117,43 +118,37 @@ def resolve_tokenizer(spec: str, corpus: Corpus):
     return ScaffoldBpeTokenizer.from_pretrained(str(out))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The core's train entry point (`repro_core.train.main`) with Scaffold-BPE tokenizer specs."""
-    from repro_core.data import resolve_corpus
-    from repro_core.train import Trainer, build_arg_parser, list_checkpoints
-
-    args = build_arg_parser(
-        PROG, "Train the dense decoder with a Scaffold-BPE / plain BPE tokenizer."
-    ).parse_args(argv)
-    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    cfg = load_config(args.preset, overrides, ModelConfig, package_preset_dirs(__file__))
-    if args.print_config:
-        print(cfg.to_yaml())
-        return 0
+def validate(cfg) -> None:
+    """The tokenizer spec parses, the corpus and base checkpoint exist (no torch)."""
     try:
         parse_spec(cfg.data.tokenizer)
     except ValueError as err:
-        print(err, file=sys.stderr)
-        return 2
-    run_dir = Path(args.run_dir or f"runs/{cfg.name}-{Path(args.preset).stem}-seed{cfg.seed}")
-    if not args.resume and list_checkpoints(run_dir):
-        print(
-            f"{run_dir} already holds checkpoints: pass --resume to continue it or choose another --run-dir",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.resume and (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()
+        raise ConfigError(str(err)) from None
+    check_inputs(cfg)
+
+
+def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train the dense decoder with the run's tokenizer (the heavy imports happen here)."""
+    from repro_core.data import resolve_corpus
+    from repro_core.train import Trainer
+
     tokenizer = resolve_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
-    trainer = Trainer(cfg, run_dir, tokenizer=tokenizer)
-    results = trainer.train(resume=args.resume)
-    if trainer.accelerator.is_main_process:
-        print(
-            f"[done] val loss {results['val_loss']:.4f} | bits/byte "
-            f"{results.get('val_bits_per_byte', float('nan')):.4f} | tokenizer {cfg.data.tokenizer} "
-            f"(N={len(tokenizer)}) | {results['tokens_per_second'] or 0:.0f} tokens/s | run dir {run_dir}"
-        )
-    return 0
+    print(f"[tokenizer] {cfg.data.tokenizer}: N={len(tokenizer)}", flush=True)
+    trainer = Trainer(cfg, run_dir, tokenizer=tokenizer, resume=resume, overwrite=overwrite)
+    return trainer.train()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The core's train entry point (`repro_core.cli.train_main`) with Scaffold-BPE tokenizer specs."""
+    return train_main(
+        argv,
+        ModelConfig,
+        package_preset_dirs(__file__),
+        PROG,
+        run=run,
+        validate=validate,
+        description="Train the dense decoder with a Scaffold-BPE / plain BPE tokenizer.",
+    )
 
 
 if __name__ == "__main__":

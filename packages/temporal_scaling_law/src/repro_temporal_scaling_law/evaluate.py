@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sys
 
-from repro_core.evaluate import main as core_main
+from repro_core.cli import eval_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return core_main(argv)
+    return eval_main(argv, prog="repro-temporal-scaling-law-eval")
 
 
 if __name__ == "__main__":

@@ -129,13 +129,13 @@ def _train_in_process(spec: RunSpec, preset: str) -> None:
     from repro_core.train import Trainer, reset_accelerate
 
     reset_accelerate()
-    Trainer(_load_config(preset, spec.overrides), spec.run_dir).train()
+    Trainer(_load_config(preset, spec.overrides), spec.run_dir, overwrite=True).train()  # a killed run is replaced
     reset_accelerate()
 
 
 def _train_subprocess(spec: RunSpec, preset: str, threads: int) -> None:
     command = [sys.executable, "-m", "repro_temporal_scaling_law.train", "--preset", preset]
-    command += ["--run-dir", str(spec.run_dir)]
+    command += ["--run-dir", str(spec.run_dir), "--overwrite"]  # an incomplete run restarts
     for item in spec.overrides:
         command += ["--set", item]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))

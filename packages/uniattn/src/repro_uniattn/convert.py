@@ -25,13 +25,14 @@ input ``B = u_l``; ``W_c^T = argmin ||A - B W||``. Estimators (``method``):
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import resolve_base
 from repro_core.modeling import DecoderConfig, decoder_config_from_llama
 
 from .modeling import UniAttnConfig, UniAttnForCausalLM
@@ -281,8 +282,9 @@ def calibration_blocks(tokenizer, corpus: str, num_blocks: int, seq_len: int, se
     return torch.from_numpy(blocks[pick].astype(np.int64))
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repro-uniattn-convert", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro-uniattn-convert", description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="HF Llama / DecoderLM checkpoint directory")
     p.add_argument("--group-size", type=int, required=True, help="superblock size g")
     p.add_argument("--start", type=int, required=True, help="first layer of the first superblock")
@@ -297,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-seq-len", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    resolve_base(str(args.base))  # a missing checkpoint is one line, not a traceback
     from repro_core.data import get_tokenizer
     from repro_core.modeling import load_llama_checkpoint
 

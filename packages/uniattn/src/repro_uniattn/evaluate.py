@@ -10,11 +10,11 @@ synthetic family or a folder with ``heldout.json``), the loss / perplexity on th
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from repro_core.cli import ArgumentParser, check_run, cli_main
 from repro_core.data import as_blocks, resolve_corpus, tokenize_corpus
 from repro_core.evaluate import evaluate_blocks, load_run
 from repro_core.modeling import count_parameters
@@ -61,8 +61,9 @@ def evaluate_model(model, tokenizer, task_corpus, base_corpus, seq_len=256, batc
     return out
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repro-uniattn-eval", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro-uniattn-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="run directory written by repro-uniattn-train")
     p.add_argument("--checkpoint", default="final", help="final | latest | a model directory")
     p.add_argument("--base-corpus", default="wikitext-2", help="pretraining corpus ('' = skip)")
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=16, help="base-corpus batches (0 = all)")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
+    check_run(args.run, args.checkpoint)
+    if args.base_corpus:
+        resolve_corpus(args.base_corpus)
     model, tok, cfg = load_run(args.run, args.checkpoint)
     result = evaluate_model(
         model.eval(), tok, cfg["data"]["corpus"], args.base_corpus, args.seq_len, args.batches

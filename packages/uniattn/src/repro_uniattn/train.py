@@ -22,9 +22,10 @@ import json
 import sys
 from pathlib import Path
 
-from repro_core.config import load_config, package_preset_dirs, resolve_base
+from repro_core.cli import train_main
+from repro_core.config import package_preset_dirs, resolve_base
 from repro_core.data import get_tokenizer, resolve_corpus
-from repro_core.train import Trainer, build_arg_parser, list_checkpoints, reset_accelerate
+from repro_core.train import Trainer, reset_accelerate
 
 from .config import UniAttnModelConfig, is_uniattn_checkpoint
 from .task import resolve_task_corpus
@@ -64,8 +65,11 @@ def run_tokenizer(cfg):
     return get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
 
 
-def run(cfg, run_dir: Path, resume: bool = False) -> dict:
-    """Train one arm (one or two stages); returns the final stage's results."""
+def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train one arm (one or two stages); returns the final stage's results.
+
+    ``resume`` / ``overwrite``: what to do with a run already in ``run_dir`` (see
+    :class:`repro_core.train.Trainer`); stage 1 reruns from scratch whenever it runs."""
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, corpus=resolve_task_corpus(cfg.data.corpus))
     )
@@ -95,7 +99,11 @@ def run(cfg, run_dir: Path, resume: bool = False) -> dict:
                 name=f"{cfg.name}-stage1",
             )
             Trainer(
-                stage1, stage1_dir, model=build_model(cfg, tokenizer), tokenizer=tokenizer
+                stage1,
+                stage1_dir,
+                model=build_model(cfg, tokenizer),
+                tokenizer=tokenizer,
+                overwrite=True,
             ).train()
             reset_accelerate()
         # stage 2 reloads the stage-1 model, as the official code: fresh optimizer and schedule
@@ -104,33 +112,23 @@ def run(cfg, run_dir: Path, resume: bool = False) -> dict:
         model = UniAttnForCausalLM.from_pretrained(stage1_dir / "final").train()
     else:
         model = build_model(cfg, tokenizer)
-    return Trainer(cfg, run_dir, model=model, tokenizer=tokenizer).train(resume=resume)
+    trainer = Trainer(
+        cfg, run_dir, model=model, tokenizer=tokenizer, resume=resume, overwrite=overwrite
+    )
+    return trainer.train(resume=resume)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser("repro-uniattn-train", __doc__.split("\n\n")[0]).parse_args(argv)
-    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    cfg = load_config(args.preset, overrides, UniAttnModelConfig, package_preset_dirs(__file__))
-    if args.print_config:
-        print(cfg.to_yaml())
-        return 0
-    run_dir = Path(args.run_dir or f"runs/{cfg.name}-{Path(args.preset).stem}-seed{cfg.seed}")
-    if not args.resume and list_checkpoints(run_dir):
-        print(
-            f"{run_dir} already holds checkpoints: pass --resume to continue it or choose another --run-dir",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.resume:
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # every rank may get here first
-    results = run(cfg, run_dir, resume=args.resume)
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        print(
-            f"[done] val loss {results['val_loss']:.4f} | val ppl {results['val_perplexity']:.2f} | run dir {run_dir}"
-        )
-    return 0
+    """The core trainer's command line (checks first, ``error: ...`` + status 2 on bad input)."""
+    return train_main(
+        argv,
+        UniAttnModelConfig,
+        package_preset_dirs(__file__),
+        "repro-uniattn-train",
+        run=run,
+        validate=None,  # task corpora resolve in run(); the base checkpoint in the config
+        description=__doc__.split("\n\n")[0],
+    )
 
 
 if __name__ == "__main__":
