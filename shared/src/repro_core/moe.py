@@ -224,7 +224,9 @@ def random_token_expert_mask(
     Returns:
         (V, E) float32 table of 0 (visible) and :data:`MASKED_LOGIT` (hidden).
     """
-    visible_experts = torch.as_tensor(visible_experts, dtype=torch.long).cpu()
+    # Built on the CPU even inside a meta-device context (HF from_pretrained), so the draw
+    # does not depend on where the model is being built.
+    visible_experts = torch.as_tensor(visible_experts, dtype=torch.long, device="cpu")
     if visible_experts.ndim != 1:
         raise ValueError(
             f"visible_experts must be 1-D (vocab,), got {tuple(visible_experts.shape)}"
@@ -234,10 +236,12 @@ def random_token_expert_mask(
     ):
         raise ValueError(f"visible_experts must lie in [1, num_experts={num_experts}]")
     generator = torch.Generator().manual_seed(int(seed))
-    keys = torch.rand(visible_experts.numel(), num_experts, generator=generator)  # (V, E)
+    keys = torch.rand(
+        visible_experts.numel(), num_experts, generator=generator, device="cpu"
+    )  # (V, E)
     rank = keys.argsort(-1).argsort(-1)  # rank of each expert's key within its row
     visible = rank < visible_experts[:, None]  # (V, E), V_t True per row
-    return torch.zeros(visible.shape).masked_fill(~visible, MASKED_LOGIT)
+    return torch.zeros(visible.shape, device="cpu").masked_fill(~visible, MASKED_LOGIT)
 
 
 def hash_token_expert_mask(vocab_size: int, num_experts: int, seed: int) -> torch.Tensor:
