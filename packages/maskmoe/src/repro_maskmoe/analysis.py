@@ -132,16 +132,20 @@ def routing_fluctuation(
 
 
 class RoutingProbe:
-    """Trainer callback: a :func:`routing_snapshot` of the probe blocks every ``every`` steps
-    and at the end of training, kept in ``snapshots`` and in ``routing_snapshots.npz`` of the
-    run directory (rewritten atomically; a resumed run keeps the earlier snapshots)."""
+    """Trainer callback: a :func:`routing_snapshot` of the first ``num_blocks`` validation
+    blocks every ``every`` steps and at the end of training, kept in ``snapshots`` and in
+    ``routing_snapshots.npz`` of the run directory (rewritten atomically; a resumed run keeps
+    the earlier snapshots)."""
 
-    def __init__(self, probe_blocks: np.ndarray, every: int):
-        self.probe_blocks = np.asarray(probe_blocks)
+    def __init__(self, num_blocks: int, every: int):
+        self.num_blocks = int(num_blocks)
         self.every = max(1, int(every))
         self.steps: list[int] = []
         self.snapshots: list[np.ndarray] = []
         self._loaded = False
+
+    def probe_blocks(self, trainer) -> np.ndarray:
+        return np.asarray(trainer.val_blocks[: self.num_blocks])
 
     def _take(self, trainer, step: int) -> None:
         if not self._loaded:  # after --resume, keep what was measured before the checkpoint
@@ -156,7 +160,9 @@ class RoutingProbe:
             return
         model = trainer.accelerator.unwrap_model(trainer.model)
         with trainer.accelerator.autocast():
-            routes = routing_snapshot(model, self.probe_blocks, trainer.cfg.train.batch_size)
+            routes = routing_snapshot(
+                model, self.probe_blocks(trainer), trainer.cfg.train.batch_size
+            )
         self.steps.append(step)
         self.snapshots.append(routes)
         if trainer.accelerator.is_main_process:
