@@ -66,3 +66,30 @@ def test_frequency_buckets_split_types_by_rank():
     assert buckets[:5].tolist() == [0] * 5
     assert buckets[5:20].tolist() == [1] * 15
     assert set(buckets[20:].tolist()) == {2}
+
+
+def test_training_counts_come_from_the_train_split_only_and_respect_max_train_tokens(
+    tmp_path, monkeypatch
+):
+    from collections import Counter
+
+    from repro_core.config import DataConfig
+    from repro_core.data import get_tokenizer, resolve_corpus, tokenize_corpus
+    from repro_maskmoe.frequency import load_token_counts, training_token_counts_file
+
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    (corpus_dir / "train.txt").write_text("the cat sat on the mat\nthe dog sat\n" * 40)
+    (corpus_dir / "valid.txt").write_text("zebras quixotically juggle xylophones\n" * 5)
+    corpus = resolve_corpus(str(corpus_dir))
+    tokenizer = get_tokenizer("bpe:300", corpus)
+    train = np.asarray(tokenize_corpus(corpus, tokenizer)["train"].tokens)
+    for limit in (0, 50):
+        cfg = DataConfig(corpus=str(corpus_dir), tokenizer="bpe:300", max_train_tokens=limit)
+        counts, special = load_token_counts(training_token_counts_file(cfg, tokenizer))
+        expected = Counter((train[:limit] if limit else train).tolist())
+        assert counts.tolist() == [expected.get(i, 0) for i in range(len(tokenizer))]
+        assert special.tolist() == sorted(tokenizer.all_special_ids)
+    zebra = tokenizer("zebras", add_special_tokens=False)["input_ids"]
+    assert any(counts[i] == 0 for i in zebra)  # validation-only text is not counted
