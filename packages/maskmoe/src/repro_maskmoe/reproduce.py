@@ -135,9 +135,11 @@ CLAIMS = (
 
 def sections(results: dict) -> list[str]:
     """Parameters, frequent types and bucket sizes per arm, and the layer speed (results.json)."""
-    rows = {}
+    rows, unmasked = {}, set()
     for r in results["runs"]:
         rows.setdefault(r["arm"], r["metrics"])
+        if "model.routing=smoe" in r["overrides"]:
+            unmasked.add(r["arm"])  # counted like the others, but SMoE builds no mask
     lines = [
         "| arm | params total / activated (non-emb.) | frequent types | validation tokens "
         "frequent / middle / rare |",
@@ -147,7 +149,8 @@ def sections(results: dict) -> list[str]:
         p, b = m["parameters"], m["bucket_tokens"]
         lines.append(
             f"| {LABELS.get(arm, arm)} | {p['total'] / 1e6:.3f}M / {p['activated'] / 1e6:.3f}M "
-            f"| {m['frequent_types']} | {b['frequent']} / {b['middle']} / {b['rare']} |"
+            f"| {'- (no mask)' if arm in unmasked else m['frequent_types']} "
+            f"| {b['frequent']} / {b['middle']} / {b['rare']} |"
         )
     out = ["## Parameters and frequency buckets\n\n" + "\n".join(lines)]
     speed = results.get("extra", {}).get("speed")
