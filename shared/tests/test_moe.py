@@ -12,11 +12,14 @@ import torch.nn.functional as F
 from repro_core.layers import ForwardState
 from repro_core.modeling import count_parameters as count_model_parameters
 from repro_core.moe import (
+    MASKED_LOGIT,
     MoEFeedForward,
     TopKRouter,
     count_block_parameters,
     expert_load,
+    hash_token_expert_mask,
     load_balancing_loss,
+    random_token_expert_mask,
     report_aux,
     router_z_loss,
     set_disable_top1,
@@ -349,3 +352,85 @@ def test_top_p_rejects_sigmoid_and_out_of_range():
         TopKRouter(8, 4, 4, score_func="sigmoid", top_p=0.5)
     with pytest.raises(ValueError, match="top_p"):
         TopKRouter(8, 4, 4, top_p=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-token-id expert masks: Hash Layer and MaskMoE routing
+
+
+def test_random_token_expert_mask_rows_have_exactly_the_requested_visible_experts():
+    vocab, e = 500, 8
+    gen = torch.Generator().manual_seed(0)
+    visible = torch.randint(1, e + 1, (vocab,), generator=gen)
+    table = random_token_expert_mask(visible, e, seed=7)
+    assert table.shape == (vocab, e) and table.dtype == torch.float32
+    assert set(table.unique().tolist()) <= {0.0, MASKED_LOGIT}
+    assert torch.equal((table == 0).sum(-1), visible)
+    assert torch.equal(table, random_token_expert_mask(visible, e, seed=7))  # seeded
+    assert not torch.equal(table, random_token_expert_mask(visible, e, seed=8))
+    # Uniform draw: with one visible expert each, every expert gets about vocab / E ids.
+    hashed = hash_token_expert_mask(4000, e, seed=1)
+    per_expert = (hashed == 0).sum(0).double()
+    assert per_expert.sum() == 4000
+    chi2 = ((per_expert - 500.0) ** 2 / 500.0).sum().item()
+    assert chi2 < 24.3  # 99.9% quantile of chi-square with 7 degrees of freedom
+    with pytest.raises(ValueError, match="visible_experts"):
+        random_token_expert_mask(torch.tensor([0, 1]), e, seed=0)
+
+
+def test_hash_router_matches_a_per_token_table_lookup_and_ignores_router_weights():
+    vocab, e = 30, 5
+    moe = make_moe(e, 1, token_expert_mask=hash_token_expert_mask(vocab, e, seed=3))
+    ids = torch.randint(0, vocab, (4, 7))
+    x = torch.randn(4, 7, D, dtype=torch.float64)
+    out, aux = moe(x, token_ids=ids)
+    table = hash_token_expert_mask(vocab, e, seed=3)
+    expected = torch.zeros_like(x)
+    for b in range(4):  # reference: find each id's expert in the table by scanning its row
+        for t in range(7):
+            expert = [i for i in range(e) if table[ids[b, t], i] == 0]
+            assert len(expert) == 1
+            expected[b, t] = moe.experts.expert_forward(expert[0], x[b, t][None])[0]
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    assert torch.all(aux.router.weights[:, 0] == 1.0)
+    # The output does not depend on the router weights, which get no gradient from it.
+    (out.pow(2).sum() + aux.load_balancing_loss).backward()
+    assert torch.all(moe.router.weight.grad == 0)
+    with torch.no_grad():
+        moe.router.weight.normal_(std=5.0)
+    again, _ = moe(x, token_ids=ids)
+    torch.testing.assert_close(again, out, rtol=0, atol=0)
+
+
+def test_token_expert_mask_equals_the_explicit_logit_mask_and_respects_k_above_visible():
+    vocab, e, k = 20, 6, 3
+    visible = torch.tensor([1, 2, 3, 6] * 5)
+    table = random_token_expert_mask(visible, e, seed=0)
+    with_table = make_moe(e, k, token_expert_mask=table)
+    plain = make_moe(e, k)
+    ids = torch.randint(0, vocab, (50,))
+    x = torch.randn(50, D, dtype=torch.float64)
+    explicit = torch.stack([table[int(i)] for i in ids]).double()  # (N, E), one row per token
+    out_t, aux_t = with_table(x, token_ids=ids)
+    out_p, aux_p = plain(x, logit_mask=explicit)
+    torch.testing.assert_close(out_t, out_p, rtol=0, atol=0)
+    assert torch.equal(aux_t.router.indices, aux_p.router.indices)
+    used = aux_t.router.indices >= 0
+    assert torch.equal(used.sum(-1), visible[ids].clamp(max=k))  # k_eff = min(k, V_t)
+    chosen_visible = explicit.gather(1, aux_t.router.indices.clamp_min(0)) == 0
+    assert torch.all(chosen_visible[used])
+    assert torch.all(aux_t.router.scores[explicit != 0] == 0)
+
+
+def test_token_expert_mask_is_a_saved_non_trainable_buffer_and_needs_token_ids():
+    table = hash_token_expert_mask(11, 4, seed=0)
+    moe = MoEFeedForward(D, 4, 10, 1, token_expert_mask=table)
+    assert "router.token_expert_mask" in moe.state_dict()
+    assert all(p is not moe.router.token_expert_mask for p in moe.parameters())
+    fresh = MoEFeedForward(D, 4, 10, 1, token_expert_mask=hash_token_expert_mask(11, 4, seed=9))
+    fresh.load_state_dict(moe.state_dict())
+    assert torch.equal(fresh.router.token_expert_mask, table)
+    with pytest.raises(ValueError, match="token_ids"):
+        moe(torch.randn(3, D))
+    with pytest.raises(ValueError, match="num_experts"):
+        TopKRouter(D, 5, 1, token_expert_mask=table)

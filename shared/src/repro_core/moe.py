@@ -4,7 +4,11 @@ One MoE feed-forward layer is ``y = mix(Σ_{i∈S(x)} w_i(x) · E_i(x), shared(x
 
 * :class:`TopKRouter` scores each token over ``E`` experts (softmax or sigmoid, in at least
   fp32), optionally adds a per-token logit mask (``-inf``/``finfo.min`` for experts a token may
-  not use), keeps the top ``k`` and optionally renormalises their weights.
+  not use), keeps the top ``k`` and optionally renormalises their weights. A router can also
+  hold a fixed per-vocabulary-id mask table (``token_expert_mask``, built by
+  :func:`random_token_expert_mask`), looked up by the input token ids with one gather: with one
+  visible expert per id this is the Hash Layer (Roller et al., 2021); with a frequency-dependent
+  number of visible experts it is MaskMoE (Su et al., 2024).
 * :class:`SwiGLUExperts` holds ``E`` SwiGLU experts as stacked weights and runs each expert only
   on the rows routed to it (one sort, one gather, one matmul pair per expert, one scatter-add):
   dropless, no capacity, never every expert on every token.
@@ -36,6 +40,10 @@ from repro_core.layers import SwiGLUMLP
 
 SCORE_FUNCS = ("softmax", "sigmoid")
 SHARED_MIXES = ("add", "coef")
+# Logit added for an expert a token may not use. Finite, so that a row never becomes all -inf
+# (NaN after softmax) and so that it stays finite when a model is cast to bf16; exp(-1e9) is
+# exactly 0 in fp32 and fp64, so a masked expert gets exactly zero probability and gradient.
+MASKED_LOGIT = -1.0e9
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,9 +86,16 @@ class TopKRouter(nn.Module):
             sum of scores reaches ``top_p``, the crossing expert included, so a token uses a
             variable 1..k experts; ``top_k`` is then the cap (E for no cap). None = plain top-k.
             The weights stay raw probabilities unless ``renormalize`` is True.
+        token_expert_mask: optional (V, E) table, row t added to the logits of every token
+            whose input id is t (0 = visible, :data:`MASKED_LOGIT` = hidden): fixed per-token
+            routing constraints (Hash Layer, MaskMoE; see :func:`random_token_expert_mask`).
+            Stored as a non-trainable buffer (saved in the state dict); ``forward`` then needs
+            ``token_ids``. A token with fewer visible experts than k routes to its visible
+            ones only (k_eff = min(k, visible), see :class:`RouterOutput`).
 
     Attributes:
         weight: (E, D) router weight (the name and shape of HF Mixtral's router).
+        token_expert_mask: the (V, E) buffer above, or None.
         disable_top1: evaluation switch: zero each token's highest score before the top-k, so the
             token is routed to its next-best k experts (routing-robustness experiment).
 
@@ -96,6 +111,7 @@ class TopKRouter(nn.Module):
         score_func: str = "softmax",
         renormalize: bool | None = None,
         top_p: float | None = None,
+        token_expert_mask: torch.Tensor | None = None,
     ):
         super().__init__()
         if not 1 <= top_k <= num_experts:
@@ -115,13 +131,47 @@ class TopKRouter(nn.Module):
         self.renormalize = renormalize
         self.disable_top1 = False
         self.weight = nn.Parameter(torch.empty(num_experts, hidden_size))
+        self.register_buffer("token_expert_mask", None)
+        if token_expert_mask is not None:
+            self.set_token_expert_mask(token_expert_mask)
         self.init_parameters(std=0.02)
 
     def init_parameters(self, std: float) -> None:
         nn.init.normal_(self.weight, std=std)
 
-    def forward(self, x: torch.Tensor, logit_mask: torch.Tensor | None = None) -> RouterOutput:
-        """Route ``x`` (N, D); ``logit_mask`` (N, E) is added to the logits before scoring."""
+    def set_token_expert_mask(self, table: torch.Tensor) -> None:
+        """Install (or replace) the (V, E) per-token-id logit mask (a copy, as a buffer)."""
+        if table.ndim != 2 or table.shape[1] != self.num_experts:
+            raise ValueError(
+                f"token_expert_mask has shape {tuple(table.shape)}; it needs (vocab_size, "
+                f"num_experts={self.num_experts})"
+            )
+        if bool((table.max(-1).values < 0).any()):
+            raise ValueError("token_expert_mask has a row with no visible (0) expert")
+        device = self.weight.device if self.weight.device.type != "meta" else table.device
+        self.token_expert_mask = table.detach().to(device=device, dtype=torch.float32).clone()
+
+    def token_logit_mask(self, token_ids: torch.Tensor | None) -> torch.Tensor:
+        """Rows of ``token_expert_mask`` for ``token_ids`` (any shape, N ids) -> (N, E): one
+        gather, no loop over tokens."""
+        if token_ids is None:
+            raise ValueError(
+                "this router holds a per-token expert mask (Hash Layer / MaskMoE): pass the input "
+                "token ids (token_ids=...), e.g. call the model with input_ids, not inputs_embeds"
+            )
+        return self.token_expert_mask.index_select(0, token_ids.reshape(-1))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        logit_mask: torch.Tensor | None = None,
+        token_ids: torch.Tensor | None = None,
+    ) -> RouterOutput:
+        """Route ``x`` (N, D); ``logit_mask`` (N, E) is added to the logits before scoring, and
+        so is ``token_expert_mask[token_ids]`` when the router holds a table (token_ids: N ids)."""
+        if self.token_expert_mask is not None:
+            table_mask = self.token_logit_mask(token_ids)  # (N, E)
+            logit_mask = table_mask if logit_mask is None else logit_mask + table_mask
         dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
             logits = F.linear(x.to(dtype), self.weight.to(dtype))  # (N, E)
@@ -151,10 +201,57 @@ class TopKRouter(nn.Module):
 
     def extra_repr(self) -> str:
         top_p = "" if self.top_p is None else f", top_p={self.top_p}"
+        table = self.token_expert_mask
+        table = "" if table is None else f", token_expert_mask={tuple(table.shape)}"
         return (
             f"{self.weight.shape[1]} -> {self.num_experts}, top_k={self.top_k}{top_p}, "
-            f"score_func={self.score_func}, renormalize={self.renormalize}"
+            f"score_func={self.score_func}, renormalize={self.renormalize}{table}"
         )
+
+
+def random_token_expert_mask(
+    visible_experts: torch.Tensor, num_experts: int, seed: int
+) -> torch.Tensor:
+    """A fixed random per-token-id logit mask: row t has ``visible_experts[t]`` zeros at expert
+    indices drawn uniformly without replacement and :data:`MASKED_LOGIT` elsewhere.
+
+    The draw ranks E independent uniform keys per row and keeps the ``visible_experts[t]``
+    smallest (a uniform random subset), with a generator seeded by ``seed`` on the CPU, so the
+    table depends only on (visible_experts, num_experts, seed). For one seed, the visible set of
+    a token with V experts contains its visible set with fewer.
+
+    Args:
+        visible_experts: (V,) integers in [1, E], visible experts per vocabulary id.
+    Returns:
+        (V, E) float32 table of 0 (visible) and :data:`MASKED_LOGIT` (hidden).
+    """
+    # Built on the CPU even inside a meta-device context (HF from_pretrained), so the draw
+    # does not depend on where the model is being built.
+    visible_experts = torch.as_tensor(visible_experts, dtype=torch.long, device="cpu")
+    if visible_experts.ndim != 1:
+        raise ValueError(
+            f"visible_experts must be 1-D (vocab,), got {tuple(visible_experts.shape)}"
+        )
+    if visible_experts.numel() and not (
+        1 <= int(visible_experts.min()) and int(visible_experts.max()) <= num_experts
+    ):
+        raise ValueError(f"visible_experts must lie in [1, num_experts={num_experts}]")
+    generator = torch.Generator().manual_seed(int(seed))
+    keys = torch.rand(
+        visible_experts.numel(), num_experts, generator=generator, device="cpu"
+    )  # (V, E)
+    rank = keys.argsort(-1).argsort(-1)  # rank of each expert's key within its row
+    visible = rank < visible_experts[:, None]  # (V, E), V_t True per row
+    return torch.zeros(visible.shape, device="cpu").masked_fill(~visible, MASKED_LOGIT)
+
+
+def hash_token_expert_mask(vocab_size: int, num_experts: int, seed: int) -> torch.Tensor:
+    """Hash Layer routing table (Roller et al., 2021): one fixed random expert per token id,
+    drawn uniformly (not balanced), i.e. :func:`random_token_expert_mask` with one visible
+    expert everywhere. With it a softmax router gives that expert weight exactly 1.0, so the
+    output does not depend on the router weights. (The CartesianMoE code's "Hash" baseline is a
+    different thing: a random score table that replaces the logits, with top-2.)"""
+    return random_token_expert_mask(torch.ones(vocab_size, dtype=torch.long), num_experts, seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,6 +478,8 @@ class MoEFeedForward(nn.Module):
         shared_mix: how routed and shared outputs combine: "add" (``r + s``) or "coef"
             (DeepSpeed residual MoE: ``c = softmax(Linear(D, 2)(x))``, ``c0·r + c1·s``).
         init_std: std of the normal initialisation of router and expert weights.
+        token_expert_mask: (V, E) per-token-id logit mask of the router (Hash Layer, MaskMoE;
+            see :class:`TopKRouter`); ``forward`` then needs ``token_ids``.
 
     Submodules: ``router`` (:class:`TopKRouter`), ``experts`` (:class:`SwiGLUExperts`),
     ``shared_expert`` (core ``SwiGLUMLP``) and ``coefficient`` (Linear(D, 2)) when used.
@@ -400,6 +499,7 @@ class MoEFeedForward(nn.Module):
         shared_expert_scale: float = 1.0,
         shared_mix: str = "add",
         init_std: float = 0.02,
+        token_expert_mask: torch.Tensor | None = None,
     ):
         super().__init__()
         if shared_mix not in SHARED_MIXES:
@@ -413,7 +513,9 @@ class MoEFeedForward(nn.Module):
         self.top_k = top_k
         self.shared_expert_scale = shared_expert_scale
         self.shared_mix = shared_mix
-        self.router = TopKRouter(hidden_size, num_experts, top_k, score_func, renormalize, top_p)
+        self.router = TopKRouter(
+            hidden_size, num_experts, top_k, score_func, renormalize, top_p, token_expert_mask
+        )
         self.experts = SwiGLUExperts(num_experts, hidden_size, expert_hidden_size)
         self.shared_expert = None
         self.coefficient = None
@@ -441,11 +543,14 @@ class MoEFeedForward(nn.Module):
         x: torch.Tensor,
         logit_mask: torch.Tensor | None = None,
         token_mask: torch.Tensor | None = None,
+        token_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, MoEAux]:
         """Args:
             x: (..., D) tokens.
             logit_mask: (..., E) additive router-logit mask, e.g. 0 / ``-inf`` per expert.
             token_mask: (...) bool, False for tokens (padding) left out of losses and stats.
+            token_ids: (...) input token ids, needed when the router holds a
+                ``token_expert_mask`` (its rows for these ids are added to the logits).
         Returns:
             y (..., D) and :class:`MoEAux`.
         """
@@ -455,7 +560,7 @@ class MoEFeedForward(nn.Module):
             logit_mask = logit_mask.reshape(tokens.shape[0], self.num_experts)
         if token_mask is not None:
             token_mask = token_mask.reshape(-1).bool()
-        route = self.router(tokens, logit_mask)
+        route = self.router(tokens, logit_mask, token_ids)
         y = self.experts(tokens, route.indices, route.weights)  # (N, D)
         if self.shared_expert is not None:
             shared = self.shared_expert(tokens) * self.shared_expert_scale
@@ -528,8 +633,11 @@ def set_disable_top1(module: nn.Module, enabled: bool) -> int:
 
 
 __all__ = [
+    "MASKED_LOGIT",
     "RouterOutput",
     "TopKRouter",
+    "random_token_expert_mask",
+    "hash_token_expert_mask",
     "SwiGLUExperts",
     "swiglu_mlp",
     "load_balancing_loss",
