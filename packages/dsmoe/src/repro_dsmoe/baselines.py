@@ -37,7 +37,11 @@ class TopKPartitionMLP(DSMoEMLP):
         self.balance_coef = config.balance_coef
         self.output_scale = float(config.num_experts) if config.topk_scale == "n" else 1.0
         self.router = TopKRouter(
-            config.hidden_size, config.num_experts, config.top_k_experts, "softmax", renormalize=True
+            config.hidden_size,
+            config.num_experts,
+            config.top_k_experts,
+            "softmax",
+            renormalize=True,
         )
 
     def forward(self, x: torch.Tensor, state: ForwardState | None = None) -> torch.Tensor:

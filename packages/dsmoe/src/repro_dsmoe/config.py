@@ -50,7 +50,9 @@ class DSMoEModelConfig(ModelConfig):
         check(0 <= self.tau < 1, "model.tau", self.tau, "0 <= tau < 1")
         if self.eval_tau is not None:
             check(0 <= self.eval_tau < 1, "model.eval_tau", self.eval_tau, "0 <= tau < 1 or null")
-        check(self.gate_mode in GATE_MODES, "model.gate_mode", self.gate_mode, " | ".join(GATE_MODES))
+        check(
+            self.gate_mode in GATE_MODES, "model.gate_mode", self.gate_mode, " | ".join(GATE_MODES)
+        )
         check(
             self.sparsity_on in SPARSITY_TARGETS,
             "model.sparsity_on",
@@ -72,8 +74,18 @@ class DSMoEModelConfig(ModelConfig):
         )
         check(self.balance_coef >= 0, "model.balance_coef", self.balance_coef, ">= 0")
         check(0 < self.prune_fraction <= 1, "model.prune_fraction", self.prune_fraction, "(0, 1]")
-        check(self.calibration_blocks >= 1, "model.calibration_blocks", self.calibration_blocks, ">= 1")
-        check(self.calibration_seq_len >= 2, "model.calibration_seq_len", self.calibration_seq_len, ">= 2")
+        check(
+            self.calibration_blocks >= 1,
+            "model.calibration_blocks",
+            self.calibration_blocks,
+            ">= 1",
+        )
+        check(
+            self.calibration_seq_len >= 2,
+            "model.calibration_seq_len",
+            self.calibration_seq_len,
+            ">= 2",
+        )
 
     def dsmoe_switches(self) -> dict:
         """:class:`~repro_dsmoe.modeling.DSMoEConfig` fields of this arm."""
@@ -107,7 +119,9 @@ class DSMoEModelConfig(ModelConfig):
                 return load_llama_checkpoint(path).train()
             model = convert_checkpoint(path, **self.dsmoe_switches())
         else:
-            dense = DecoderLM(DecoderConfig(**self.decoder_kwargs(vocab_size, max_position_embeddings)))
+            dense = DecoderLM(
+                DecoderConfig(**self.decoder_kwargs(vocab_size, max_position_embeddings))
+            )
             if self.variant == "dense":
                 return dense.train()
             model = convert_model(dense, **self.dsmoe_switches())

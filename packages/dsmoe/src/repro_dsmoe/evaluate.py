@@ -86,7 +86,9 @@ def evaluate_model(model, blocks, bytes_per_token, batch_size=16, max_batches=0,
 
 def tau_sweep(model, blocks, bytes_per_token, taus, batch_size=16, max_batches=0) -> list[dict]:
     """:func:`evaluate_model` at each evaluation threshold in ``taus``."""
-    return [evaluate_model(model, blocks, bytes_per_token, batch_size, max_batches, t) for t in taus]
+    return [
+        evaluate_model(model, blocks, bytes_per_token, batch_size, max_batches, t) for t in taus
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.run:
         model, tok, cfg = load_run(args.run, "final")
-        corpus, seq_len, val_fraction = cfg["data"]["corpus"], cfg["data"]["seq_len"], cfg["data"]["val_fraction"]
+        corpus, seq_len, val_fraction = (
+            cfg["data"]["corpus"],
+            cfg["data"]["seq_len"],
+            cfg["data"]["val_fraction"],
+        )
     else:
         from transformers import AutoModelForCausalLM
 
@@ -116,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         corpus, seq_len, val_fraction = args.corpus, args.seq_len, 0.1
     splits = tokenize_corpus(resolve_corpus(corpus), tok, val_fraction)
     if args.split not in splits:
-        print(f"split {args.split!r} not in the corpus; available: {sorted(splits)}", file=sys.stderr)
+        print(
+            f"split {args.split!r} not in the corpus; available: {sorted(splits)}", file=sys.stderr
+        )
         return 2
     split = splits[args.split]
     blocks = as_blocks(split.tokens, seq_len)
