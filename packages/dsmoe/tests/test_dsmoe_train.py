@@ -63,13 +63,20 @@ def test_missing_base_gives_one_clear_error(tmp_path, monkeypatch):
         cfg.model.build(vocab_size=8, max_position_embeddings=8)
 
 
-def test_train_and_eval_cli_on_debug_preset(tmp_path, capsys):
+def test_train_from_a_saved_core_base_and_eval_cli(tmp_path, capsys):
+    """The tiny path: a core-trained dense base on disk (model + tokenizer), converted by
+    ``model.init_from``; the prune arm calibrates its mask on the base's tokenized corpus."""
+    from repro_core.train import main as core_train
+
+    base = tmp_path / "base"
+    assert core_train(["--preset", "debug", "--run-dir", str(base), "--set", "train.max_steps=2",
+                       "--set", "train.eval_every=0", "--set", "train.progress=false"]) == 0  # fmt: skip
     run = tmp_path / "run"
-    args = ["--preset", "debug", "--run-dir", str(run), "--set", "train.max_steps=6",
-            "--set", "model.variant=prune"]  # fmt: skip
+    args = ["--preset", "debug", "--run-dir", str(run), "--set", "train.max_steps=4",
+            "--set", f"model.init_from={base / 'final'}", "--set", "model.variant=prune"]  # fmt: skip
     assert train_module.main(args) == 0
     results = json.loads((run / "results.json").read_text())
-    assert results["step"] == 6
+    assert results["step"] == 4
     from repro_dsmoe.evaluate import main as eval_main
 
     capsys.readouterr()

@@ -170,11 +170,11 @@ class SigmoidRouter(nn.Module):
     q = 0.5 for every expert, to be used with τ slightly below 0.5).
     """
 
-    def __init__(self, hidden_size: int, num_experts: int, init: str = "random"):
+    def __init__(self, hidden_size: int, num_experts: int, init: str = "random", std=0.02):
         super().__init__()
         self.init = init
         self.weight = nn.Parameter(torch.empty(num_experts, hidden_size))
-        self.init_parameters(0.02)
+        self.init_parameters(std)
 
     def init_parameters(self, std: float) -> None:
         from transformers import initialization as init  # skips checkpoint-loaded tensors
@@ -213,8 +213,9 @@ class DSMoEMLP(SwiGLUMLP):
         self.sparsity_coef = config.sparsity_coef
         self.sparsity_on = config.sparsity_on
         self.inference_path = config.inference_path
-        self.router = SigmoidRouter(config.hidden_size, config.num_experts, config.router_init)
-        self.router.init_parameters(config.initializer_range)
+        self.router = SigmoidRouter(
+            config.hidden_size, config.num_experts, config.router_init, config.initializer_range
+        )
         self.stats = RoutingStats()
         self.record_stats = False
 
@@ -254,8 +255,8 @@ class DSMoEMLP(SwiGLUMLP):
 
     def masked_experts(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         """Σ_i g_i o_i with every expert computed: x (B, T, d), gate (B, T, n) -> (B, T, d)."""
-        up_gate, up = fused_linear(x, (self.gate_proj, self.up_proj)).chunk(2, dim=-1)
-        z = F.silu(up_gate) * up  # (B, T, D) hidden units of all n experts (Eq. 5)
+        gate_pre, up = fused_linear(x, (self.gate_proj, self.up_proj)).chunk(2, dim=-1)
+        z = F.silu(gate_pre) * up  # (B, T, D) hidden units of all n experts (Eq. 5)
         z = z.unflatten(-1, (self.num_experts, self.expert_size))  # (B, T, n, D/n), Eq. 6
         z = z * gate.to(z.dtype).unsqueeze(-1)  # fold g_i into expert i's units
         return self.down_proj(z.flatten(-2))  # (B, T, D) @ V: Σ_i (g_i z_i) V_i
