@@ -39,11 +39,12 @@ def recording(model):
             b.record_stats = False
 
 
-def activation_report(model) -> dict:
+def activation_report(model, num_experts: int = 8) -> dict:
     """Mean active experts per token (overall, per layer) of the last :func:`recording`, or the
-    kept fraction of a pruned model; ``activated_ffn_fraction`` and ``activated_parameters``."""
+    kept fraction of a pruned model; ``activated_ffn_fraction`` and ``activated_parameters``.
+    ``num_experts`` is the unit for a dense model (all of its n blocks are active)."""
     config = model.config
-    n = getattr(config, "num_experts", 1)
+    n = getattr(config, "num_experts", num_experts)
     layers = [layer.mlp for layer in model.model.layers]
     if all(isinstance(m, DSMoEMLP) for m in layers):
         per_layer = [m.stats.mean_active for m in layers]
@@ -63,10 +64,13 @@ def activation_report(model) -> dict:
 
 
 @torch.no_grad()
-def evaluate_model(model, blocks, bytes_per_token, batch_size=16, max_batches=0, tau=None) -> dict:
+def evaluate_model(
+    model, blocks, bytes_per_token, batch_size=16, max_batches=0, tau=None, num_experts=8
+) -> dict:
     """Loss / perplexity / bits per byte and activation of ``model`` on ``blocks`` (N, L).
 
-    ``tau`` overrides the evaluation threshold of every DSMoE block for this call only.
+    ``tau`` overrides the evaluation threshold of every DSMoE block for this call only;
+    ``num_experts`` counts a dense model's FFN as that many (all active) blocks.
     """
     blocks_ = [m for m in model.modules() if isinstance(m, DSMoEMLP)]
     saved = [b.eval_tau for b in blocks_]
@@ -75,7 +79,7 @@ def evaluate_model(model, blocks, bytes_per_token, batch_size=16, max_batches=0,
     try:
         with recording(model):
             out = evaluate_blocks(model, blocks, bytes_per_token, batch_size, max_batches)
-            out.update(activation_report(model))
+            out.update(activation_report(model, num_experts))
     finally:
         for b, t in zip(blocks_, saved):
             b.eval_tau = t

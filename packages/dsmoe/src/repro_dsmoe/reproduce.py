@@ -47,7 +47,8 @@ def run_one(spec: RunSpec) -> dict:
     trainer, results = train_run(spec, DSMoEModelConfig, package_preset_dirs(__file__))
     model = trainer.accelerator.unwrap_model(trainer.model)
     t, bpt = trainer.cfg.train, trainer.val_split.bytes_per_token
-    ev = evaluate_model(model, trainer.val_blocks, bpt, t.batch_size, t.eval_batches)
+    n = trainer.cfg.model.num_experts
+    ev = evaluate_model(model, trainer.val_blocks, bpt, t.batch_size, t.eval_batches, None, n)
     out = {
         "val_loss": ev["loss"],
         "val_perplexity": ev["perplexity"],
