@@ -90,8 +90,22 @@ def measure_layer_speed(
     fractions=FRACTIONS,
     repeats=9,
     warmup=2,
+    threads=1,
 ) -> list[dict]:
-    """Median inference tokens/s of the three paths at each active fraction, interleaved."""
+    """Median inference tokens/s of the three paths at each active fraction, interleaved, on
+    ``threads`` torch threads (1 by default: many small per-expert kernels and a shared machine
+    make multi-thread timings of the sparse path unstable)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _measure(
+            hidden_size, intermediate_size, batch_size, seq_len, fractions, repeats, warmup
+        )
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _measure(hidden_size, intermediate_size, batch_size, seq_len, fractions, repeats, warmup):
     torch.manual_seed(0)
     x = torch.randn(batch_size, seq_len, hidden_size)
     tokens = batch_size * seq_len

@@ -154,7 +154,7 @@ def sections(results: dict) -> list[str]:
     speed = results.get("extra", {}).get("speed", [])
     if speed:
         rows = [f"## Speed of the layer at inference ({speed[0]['shape']}, fp32, CPU, "
-                f"{speed[0]['threads']} thread)", "",
+                f"{speed[0]['threads']} thread(s))", "",
                 "| active fraction | dense FFN tokens/s | masked tokens/s | sparse tokens/s | "
                 "sparse / dense | sparse / masked |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for r in speed:
@@ -173,7 +173,8 @@ def finalize(results: dict) -> dict:
 
     measured = [r["metrics"].get("activated_ffn_fraction") for r in results["runs"]
                 if r["arm"] == "dsmoe"]  # fmt: skip
-    measured = [round(m, 3) for m in measured if m is not None and 0 < m <= 1]
+    measured = [round(m, 3) for m in measured if m is not None]
+    measured = [m for m in measured if 0 < m <= 1]
     fractions = sorted(set(FRACTIONS) | ({round(_mean(measured), 3)} if measured else set()))
     return {"speed": measure_layer_speed(fractions=tuple(fractions), repeats=7)}
 
