@@ -89,7 +89,9 @@ class LbpeEncoder(BpeEncoder):
 
     def _length_first_priority(self, new_ids: np.ndarray) -> np.ndarray:
         """Rule priority (lower first) = (longer merged token first, then lower rank)."""
-        lengths = np.fromiter(map(len, self.token_bytes), dtype=np.int64, count=len(self.token_bytes))
+        lengths = np.fromiter(
+            map(len, self.token_bytes), dtype=np.int64, count=len(self.token_bytes)
+        )
         n = len(self.token_bytes)
         prio = (lengths.max() - lengths[new_ids]) * n + new_ids
         if prio.size and prio.max() >= 1 << 31:
@@ -134,4 +136,3 @@ class LbpeEncoder(BpeEncoder):
             f"LbpeEncoder(reading={self.reading!r}, tie={self.tie!r}, "
             f"vocab_size={self.vocab.vocab_size}, source={self.vocab.source})"
         )
-

@@ -150,7 +150,9 @@ class TokenVocabulary:
             if model.get("type") != "BPE":
                 raise ValueError(f"{tj}: model type {model.get('type')!r}, expected a BPE model")
             vocab = dict(model["vocab"])
-            merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+            merges = [
+                tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]
+            ]
             for added in data.get("added_tokens", []):
                 vocab.setdefault(added["content"], added["id"])
             specials = {a["content"] for a in data.get("added_tokens", []) if a.get("special")}
@@ -164,10 +166,14 @@ class TokenVocabulary:
             raise FileNotFoundError(
                 f"{path}: no tokenizer.json and no vocab.json + merges.txt (a HF byte-level BPE)"
             )
-        return cls._from_string_vocab(vocab, merges, sorted(specials), {"kind": "hf", "path": str(path)})
+        return cls._from_string_vocab(
+            vocab, merges, sorted(specials), {"kind": "hf", "path": str(path)}
+        )
 
     @classmethod
-    def _from_string_vocab(cls, vocab: Mapping[str, int], merges, specials, source) -> TokenVocabulary:
+    def _from_string_vocab(
+        cls, vocab: Mapping[str, int], merges, specials, source
+    ) -> TokenVocabulary:
         byte_of = {c: b for b, c in bytes_to_unicode().items()}
         n_out = max(vocab.values()) + 1
         out_bytes: list[bytes | None] = [None] * n_out
