@@ -61,6 +61,17 @@ def test_batch_fast_path_equals_the_per_text_path(tokenizer):
     assert tokenizer.batch_decode(batch["input_ids"]) == LINES
 
 
+def test_token_caches_of_different_readings_never_collide(tokenizer):
+    """The core caches token ids by tokenizer fingerprint: the reading and tie must be part of it."""
+    from repro_core.data import tokenizer_fingerprint
+
+    prints = {
+        tokenizer_fingerprint(LbpeTokenizer(vocab=tokenizer.lbpe_vocab, reading=r, tie=t))
+        for r, t in (("b", "leftmost"), ("b", "rank"), ("bpe", "leftmost"), ("a", "leftmost"))
+    }
+    assert len(prints) == 4
+
+
 def test_save_and_load_round_trip_gives_identical_encodings(tokenizer, tmp_path):
     from transformers import AutoTokenizer
 
