@@ -27,8 +27,10 @@ def heldout_lines(corpus) -> tuple[list[str], str]:
     from repro_core.data import corpus_splits, load_split_texts
 
     splits = corpus_splits(corpus)
-    name = "validation" if "validation" in splits else splits[-1]
-    return load_split_texts(corpus, name), name
+    if "validation" in splits:
+        return load_split_texts(corpus, "validation"), "validation"
+    train = load_split_texts(corpus, "train")  # no held-out split: the last 10% of the lines
+    return train[int(0.9 * len(train)) :], "last 10% of train"
 
 
 def tokenizer_study(corpus_name: str, sizes: tuple[int, ...], log=print) -> dict:
