@@ -295,13 +295,18 @@ def _trained_size(source: str) -> tuple[str, int] | None:
     return None
 
 
-def train_vocabulary(texts, method: str, size: int, pattern: str = "gpt2") -> TokenVocabulary:
-    """Plain BPE (repro_core.bpe) or Scaffold-BPE (repro_scaffold_bpe) trained on `texts`; a
-    Scaffold-BPE result is returned as its model (callers pick the combination order)."""
+_PIECE_COUNTS: dict = {}  # (corpus fingerprint, pattern) -> piece counts, reused within a process
+
+
+def train_vocabulary(texts, method: str, size: int, pattern: str = "gpt2", counts=None):
+    """Plain BPE (repro_core.bpe, a `BpeVocab`) or Scaffold-BPE (repro_scaffold_bpe, a
+    `ScaffoldBpe`; callers pick the combination order) trained on `texts` (or on their piece
+    `counts` when given)."""
     from repro_core.bpe import ENDOFTEXT, PreTokenizer, count_pieces, train_bpe
 
     pretok = PreTokenizer(PATTERNS[pattern], [ENDOFTEXT])
-    counts = count_pieces(texts, pretok)
+    if counts is None:
+        counts = count_pieces(texts, pretok)
     if method == "scaffold":
         try:
             from repro_scaffold_bpe.scaffold import train_scaffold_bpe
@@ -332,8 +337,14 @@ def cached_source_model(corpus, method: str, size: int, pattern: str):
     if path.is_file():
         return model_cls.load(path)
     splits = corpus_splits(corpus)
-    texts = load_split_texts(corpus, "train" if "train" in splits else splits[0])
-    model = train_vocabulary(texts, method, size, pattern)
+    key = (corpus.fingerprint(), pattern)
+    if key not in _PIECE_COUNTS:  # the tokenizer study trains several vocabularies per corpus
+        from repro_core.bpe import ENDOFTEXT, PreTokenizer, count_pieces
+
+        texts = load_split_texts(corpus, "train" if "train" in splits else splits[0])
+        _PIECE_COUNTS.clear()
+        _PIECE_COUNTS[key] = count_pieces(texts, PreTokenizer(PATTERNS[pattern], [ENDOFTEXT]))
+    model = train_vocabulary(None, method, size, pattern, counts=_PIECE_COUNTS[key])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(model.to_dict()))
     return model
