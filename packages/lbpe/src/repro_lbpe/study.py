@@ -102,7 +102,10 @@ def sections(results: dict) -> list[str]:
         for name in names:
             s = row[name]
             ch = s["long_count_change"]
-            change = " / ".join(f"{ch[k]:+.2%}" for k in ("7-9", "10-12", "13-15", "1-3"))
+            change = " / ".join(
+                f"{ch[k]:+.2%}" if ch[k] == ch[k] else "n/a"
+                for k in ("7-9", "10-12", "13-15", "1-3")
+            )  # n/a: BPE has no token of that length
             lines.append(
                 f"| {n} | {name} | {s['bytes_per_token']:.4f} | {s['entropy_bits']:.4f} | "
                 f"{s['redundancy']:.4f} | "
