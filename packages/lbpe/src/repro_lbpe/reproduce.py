@@ -87,29 +87,11 @@ def _train_bytes_per_token(spec_str: str, corpus, val_fraction: float) -> float:
     return tokenize_corpus(corpus, tok, val_fraction)["train"].bytes_per_token
 
 
-def _heldout_shard_stats(tok, corpus, seed: int) -> dict:
-    from repro_core.data import corpus_splits, load_split_texts
-
-    from repro_lbpe.stats import encoding_stats, long_share
-
-    splits = [s for s in ("validation", "test") if s in corpus_splits(corpus)]
-    lines = [t for s in splits for t in load_split_texts(corpus, s)]
-    if not splits:  # a corpus without held-out splits: its last 10% of lines
-        train = load_split_texts(corpus, "train")
-        lines = train[int(0.9 * len(train)) :]
-    shard = [t for i, t in enumerate(lines) if i % 3 == seed % 3]
-    vocab = tok.lbpe_vocab
-    stats = encoding_stats(
-        tok.encoder.encode_batch(shard), sum(len(t.encode("utf-8")) for t in shard),
-        vocab.output_token_bytes, list(vocab.output_special_tokens.values()),
-    )  # fmt: skip
-    return {"long_share_chars": long_share(stats), "long_share_bytes": long_share(stats, "bytes"),
-            "short_share_chars": stats["share_chars"]["1-3"], "shard_bytes_per_token": stats["bytes_per_token"]}  # fmt: skip
-
-
 def run_one(spec: RunSpec) -> dict:
     """Train one arm (see the module docstring) and measure it."""
     from repro_core.data import get_tokenizer, resolve_corpus
+
+    from repro_lbpe.study import heldout_shard_stats
 
     own, overrides = _own(spec.overrides)
     cfg = _config(spec.preset, overrides)
@@ -155,7 +137,7 @@ def run_one(spec: RunSpec) -> dict:
         "train_bytes": res["tokens_seen"] * _train_bytes_per_token(tok_spec, corpus, vf),
         "train_seconds": res["train_seconds"],
         "tokenizer": tok_spec,
-        **_heldout_shard_stats(tok, corpus, spec.seed),
+        **heldout_shard_stats(tok, corpus, spec.seed),
     }
 
 

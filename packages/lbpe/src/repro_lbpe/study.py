@@ -67,6 +67,30 @@ def tokenizer_study(corpus_name: str, sizes: tuple[int, ...], log=print) -> dict
     return out
 
 
+def heldout_shard_stats(tok, corpus, seed: int) -> dict:
+    """Length shares of an `LbpeTokenizer`'s encoding of one third of the held-out lines
+    (validation + test, line i in shard i % 3; seed k measures shard k % 3)."""
+    from repro_core.data import corpus_splits, load_split_texts
+
+    splits = [s for s in ("validation", "test") if s in corpus_splits(corpus)]
+    lines = [t for s in splits for t in load_split_texts(corpus, s)]
+    if not splits:  # a corpus without held-out splits: its last 10% of lines
+        train = load_split_texts(corpus, "train")
+        lines = train[int(0.9 * len(train)) :]
+    shard = [t for i, t in enumerate(lines) if i % 3 == seed % 3]
+    vocab = tok.lbpe_vocab
+    stats = encoding_stats(
+        tok.encoder.encode_batch(shard), sum(len(t.encode("utf-8")) for t in shard),
+        vocab.output_token_bytes, list(vocab.output_special_tokens.values()),
+    )  # fmt: skip
+    return {
+        "long_share_chars": long_share(stats),
+        "long_share_bytes": long_share(stats, "bytes"),
+        "short_share_chars": stats["share_chars"]["1-3"],
+        "shard_bytes_per_token": stats["bytes_per_token"],
+    }
+
+
 def _count_change(stats: dict, base: dict) -> dict[str, float]:
     """Relative change of the number of occurrences per char bucket against `base`."""
     return {
