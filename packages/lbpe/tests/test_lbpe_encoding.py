@@ -301,3 +301,32 @@ def test_lbpe_over_v_uses_normal_tokens_only(scaffold_model):
     assert enc.encode(text) == expected
     with pytest.raises(ValueError, match="needs merge rules"):
         LbpeEncoder(TokenVocabulary.from_scaffold(scaffold_model, "over_v"), "bpe")
+
+
+def test_reading_a_can_split_an_in_vocabulary_pre_token_that_reading_b_keeps_whole():
+    """Spec 2.3: A grows the best pair greedily and can block the path to ' there'; B cannot."""
+    names: dict[str, int] = {}
+    merges = []
+    for a, b in [
+        ("e", "r"),
+        ("h", "e"),
+        (" ", "t"),
+        ("er", "e"),
+        (" t", "he"),
+        ("r", "e"),
+        (" the", "re"),
+    ]:
+        new = 257 + len(merges)
+        merges.append(
+            (
+                names.get(a, ord(a[0]) if len(a) == 1 else -1),
+                names.get(b, ord(b[0]) if len(b) == 1 else -1),
+                new,
+            )
+        )
+        names[a + b] = new
+    tv = TokenVocabulary.from_bpe_vocab(BpeVocab(merges))
+    spell = lambda ids: [tv.token_bytes[i] for i in ids]  # noqa: E731
+    assert spell(LbpeEncoder(tv, "b").encode(" there")) == [b" there"]
+    assert spell(LbpeEncoder(tv, "a").encode(" there")) == [b" t", b"h", b"ere"]
+    assert spell(LbpeEncoder(tv, "a_rules").encode(" there")) == [b" t", b"h", b"ere"]
