@@ -78,6 +78,32 @@ def fake_package(monkeypatch, slug: str, checkpoints, **more) -> None:
     monkeypatch.setattr(run, "registered_packages", lambda: eps)
 
 
+@torch.no_grad()
+def copa_accuracy_by_hand(model_dir: Path, limit: int) -> float:
+    """COPA accuracy of the first ``limit`` documents, scored with direct forward passes: each
+    choice's continuation " " + choice after the query, summed log-probabilities of its tokens
+    (tokens of query + continuation after those of the query, no special tokens), argmax."""
+    from repro_core import DecoderLM
+    from transformers import AutoTokenizer
+
+    model = DecoderLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    docs = [json.loads(line) for line in Path(DATA, "copa", "copa.jsonl").open()][:limit]
+    correct = 0
+    for doc in docs:
+        scores = []
+        for choice in doc["choices"]:
+            context = tokenizer.encode(doc["query"], add_special_tokens=False)
+            whole = tokenizer.encode(doc["query"] + " " + choice, add_special_tokens=False)
+            assert whole[: len(context)] == context and len(whole) <= 64
+            logprobs = model(input_ids=torch.tensor([whole])).logits[0].log_softmax(-1)
+            scores.append(
+                sum(float(logprobs[i - 1, whole[i]]) for i in range(len(context), len(whole)))
+            )
+        correct += int(max(range(len(scores)), key=scores.__getitem__) == doc["gold"])
+    return correct / len(docs)
+
+
 @needs_data
 def test_model_dir_runs_a_multiple_choice_task_end_to_end(model_dir, tmp_path):
     out = tmp_path / "results"
@@ -101,9 +127,11 @@ def test_model_dir_runs_a_multiple_choice_task_end_to_end(model_dir, tmp_path):
     assert (row["package"], row["variant"]) == (run.MODEL_ROW, str(model_dir))
     copa = row["tasks"]["copa_local"]
     assert (copa["documents"], copa["documents_total"]) == (4, 100)
-    assert copa["metrics"]["acc"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert copa["metrics"]["acc"] == copa_accuracy_by_hand(model_dir, limit=4)
     table = (out / "results.md").read_text()
-    assert "| package | variant | copa acc |" in table and "(n=4)" in table
+    assert "| package | variant | checkpoint (run commit, weights sha256) | copa acc |" in table
+    assert "(n=4)" in table and f"`unknown`, `{row['checkpoint']['sha256'][:12]}`" in table
+    assert row["checkpoint"]["path"] == str(model_dir.resolve())
 
 
 @needs_data
@@ -171,6 +199,71 @@ def test_merge_keeps_other_rows_and_updates_tasks():
     merged = {(r["package"], r["variant"]): r for r in run.merge_rows(old, new)}
     assert merged["a", "x"]["tasks"] == {"t1": 1, "t2": 3} and merged["a", "x"]["seconds"] == 1.0
     assert merged["b", "y"]["tasks"] == {"t1": 2}
+
+
+def test_merge_replaces_a_row_measured_on_another_checkpoint():
+    old = [{"package": "a", "variant": "x", "tasks": {"t1": 1}, "checkpoint": {"sha256": "old"}}]
+    new = [{"package": "a", "variant": "x", "tasks": {"t2": 3}, "checkpoint": {"sha256": "new"}}]
+    (row,) = run.merge_rows(old, new)
+    assert row["tasks"] == {"t2": 3} and row["checkpoint"] == {"sha256": "new"}
+
+
+def fake_checkpoint(directory: Path, weights: bytes, commit: str | None = None) -> Path:
+    """A model directory as a run's final/ (config + weights), with the run's meta.json."""
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text('{"model_type": "repro_decoder"}')
+    (directory / "model.safetensors").write_bytes(weights)
+    if commit:
+        (directory.parent / "meta.json").write_text(json.dumps({"git_commit": commit}))
+    return directory
+
+
+def test_a_row_records_the_commit_and_the_weights_of_its_checkpoint(tmp_path):
+    import hashlib
+
+    final = fake_checkpoint(tmp_path / "run" / "final", b"\x01\x02", commit="abc123")
+    record = run.checkpoint_record(final)
+    expected = hashlib.sha256(
+        b"config.json\0" + (final / "config.json").read_bytes() + b"model.safetensors\0\x01\x02"
+    ).hexdigest()
+    assert record == {"path": str(final.resolve()), "sha256": expected, "commit": "abc123"}
+    bare = fake_checkpoint(tmp_path / "bare", b"\x01")
+    assert run.checkpoint_record(bare)["commit"] is None  # no run metadata: said, not guessed
+
+
+def test_rows_of_gone_retrained_or_unrecorded_checkpoints_are_dropped(tmp_path, capsys):
+    keep = fake_checkpoint(tmp_path / "keep" / "final", b"same", commit="c1")
+    retrained = fake_checkpoint(tmp_path / "retrained" / "final", b"before", commit="c1")
+    gone = fake_checkpoint(tmp_path / "gone" / "final", b"x", commit="c1")
+    rows = [
+        {"package": "p", "variant": v, "tasks": {}, "checkpoint": run.checkpoint_record(d)}
+        for v, d in (("keep", keep), ("retrained", retrained), ("gone", gone))
+    ]
+    rows.append({"package": "p", "variant": "old-format", "tasks": {}, "model_dir": str(keep)})
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"rows": rows, "runs": []}))
+    (retrained / "model.safetensors").write_bytes(b"after")
+    for path in gone.iterdir():
+        path.unlink()
+    gone.rmdir()
+    report = run.write_report(out, [])
+    assert [r["variant"] for r in report["rows"]] == ["keep"]
+    err = capsys.readouterr().err
+    assert "retrained" in err and "no longer exists" in err and "records no checkpoint" in err
+    table = (out / "results.md").read_text()
+    assert "| p | keep | `c1`, " in table and "retrained" not in table.split("| --- |")[-1]
+
+
+def test_committed_lm_eval_rows_record_their_checkpoint_and_commit():
+    """Every committed lm-eval table row says which checkpoint and commit it came from."""
+    from repro_benchmarks import results_dir
+
+    for path in sorted(results_dir().glob("*/results.json")):
+        for row in json.loads(path.read_text())["rows"]:
+            ckpt = row.get("checkpoint") or {}
+            assert ckpt.get("sha256") and "commit" in ckpt, (path, row["package"], row["variant"])
+            assert row.get("bench_commit") is not None, (path, row["variant"])
 
 
 @needs_data

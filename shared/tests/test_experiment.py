@@ -126,3 +126,18 @@ def test_extra_overrides_get_their_own_run_directories(env):
         p.parent.parent.name for p in Path(os.environ["REPRO_RUNS_DIR"]).rglob("result.json")
     )
     assert dirs[0] == "baseline@V1k" and dirs[-1].startswith("baseline@V1k+")
+
+
+def test_train_run_trains_the_core_preset_with_the_arm_overrides(env):
+    from repro_core.experiment import RunSpec, train_run
+    from repro_core.train import reset_accelerate
+
+    run_dir = env / "runs" / "core" / "debug" / "small" / "seed1"
+    spec = RunSpec("core", "small", "", 1, "debug",
+                   ("model.num_hidden_layers=1", "train.max_steps=3", "seed=1"), str(run_dir))  # fmt: skip
+    reset_accelerate()
+    trainer, results = train_run(spec)
+    reset_accelerate()
+    assert trainer.cfg.model.num_hidden_layers == 1 and trainer.cfg.seed == 1
+    assert trainer.cfg.name == "small" and results["step"] == 3
+    assert (run_dir / "final" / "config.json").is_file()

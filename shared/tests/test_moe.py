@@ -259,6 +259,31 @@ def test_router_runs_in_fp32_under_bf16_autocast():
     assert route.logits.dtype == torch.float32 and route.weights.dtype == torch.float32
 
 
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+def test_moe_layer_routes_and_mixes_in_fp32_under_bf16_autocast(input_dtype):
+    """Router logits, probabilities, weights and the routed/shared mixing gate are fp32 and
+    finite under bf16 autocast, while the experts run in bf16; the output stays close to fp32."""
+    torch.manual_seed(0)
+    moe = MoEFeedForward(D, 6, 10, 2, shared_expert_hidden_size=8, shared_mix="coef")
+    x = torch.randn(40, D)
+    reference, _ = moe(x)
+    gates = []
+    mix = moe.mix_coefficients
+    moe.mix_coefficients = lambda tokens: gates.append(mix(tokens)) or gates[-1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, aux = moe(x.to(input_dtype))
+    route = aux.router
+    for name in ("logits", "scores", "weights"):
+        value = getattr(route, name)
+        assert value.dtype == torch.float32, name
+        assert bool(torch.isfinite(value).all()), name
+    assert gates[0].dtype == torch.float32 and bool(torch.isfinite(gates[0]).all())
+    torch.testing.assert_close(gates[0].sum(-1), torch.ones(40))
+    assert y.dtype == input_dtype  # the output keeps the input dtype
+    assert bool(torch.isfinite(aux.load_balancing_loss)) and bool(torch.isfinite(aux.z_loss))
+    torch.testing.assert_close(y.float(), reference, rtol=0.05, atol=0.02)
+
+
 def test_activated_parameter_count():
     moe = MoEFeedForward(D, 8, 10, 2, shared_expert_hidden_size=6, shared_mix="coef")
     router, expert, shared, coef = 8 * D, 3 * D * 10, 3 * D * 6, 2 * D + 2

@@ -5,8 +5,13 @@
     repro-bench --model runs/quickstart/final --limit 200     # any saved model directory
     repro-bench --list                           # registered packages, their checkpoints, local tasks
 
-Writes ``benchmarks/results/<date>/results.json`` and ``results.md`` (rows: package and variant,
-columns: tasks). Runs of the same day are merged: a row is updated, not replaced.
+Writes ``benchmarks/results/lm_eval/results.json`` and ``results.md`` (rows: package and
+variant, columns: tasks). Each row records the checkpoint it was measured on: its directory, a
+SHA-256 of its config and weights, and the git commit of the run that trained it (``meta.json``
+of the run directory; None when unknown), plus the commit of the evaluation. Every write first
+drops the stale rows: a row whose checkpoint directory is gone, whose weights changed since, or
+that records no checkpoint. So ``make bench`` rebuilds the table from the current checkpoints; a
+later run on the same checkpoint adds task columns to its row.
 
 A package declares its checkpoints with one entry point (no import of this package needed)::
 
@@ -27,11 +32,13 @@ network access, any of lm-eval's own (``lm-eval ls tasks``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import date
@@ -39,6 +46,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
+from repro_core.results import write_text_atomic
 
 from repro_benchmarks import results_dir, tasks_dir
 
@@ -217,12 +225,78 @@ def collect_models(
 # Results
 
 
+def checkpoint_sha256(directory: str | Path) -> str:
+    """SHA-256 over ``config.json`` and every ``*.safetensors`` file of a model directory (names
+    and bytes, in name order): changes whenever the model that a row was measured on changes."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in [directory / "config.json", *sorted(directory.glob("*.safetensors"))]:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """``git rev-parse HEAD`` of ``cwd`` (this process's directory by default), None outside git."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def checkpoint_record(directory: str | Path) -> dict:
+    """Where a row's numbers come from: ``{"path", "sha256", "commit"}``. ``commit`` is the git
+    commit of the training run, read from the ``meta.json`` the core Trainer writes in the run
+    directory (the parent of ``final/``), or None when there is none."""
+    directory = Path(directory).resolve()
+    commit = None
+    for meta in (directory / "meta.json", directory.parent / "meta.json"):
+        if meta.is_file():
+            commit = json.loads(meta.read_text()).get("git_commit")
+            break
+    return {"path": str(directory), "sha256": checkpoint_sha256(directory), "commit": commit}
+
+
+def stale_reason(row: dict) -> str | None:
+    """Why a row no longer describes a current checkpoint, or None when it still does."""
+    ckpt = row.get("checkpoint")
+    if not ckpt or not ckpt.get("sha256"):
+        return "it records no checkpoint (made before rows recorded theirs)"
+    if not (Path(ckpt["path"]) / "config.json").is_file():
+        return f"its checkpoint {ckpt['path']} no longer exists"
+    if checkpoint_sha256(ckpt["path"]) != ckpt["sha256"]:
+        return f"its checkpoint {ckpt['path']} changed since (retrained)"
+    return None
+
+
+def drop_stale_rows(rows: list[dict], log=print) -> list[dict]:
+    """The rows whose checkpoint is still the one they were measured on (see
+    :func:`stale_reason`); each dropped row is reported through ``log``."""
+    kept = []
+    for row in rows:
+        reason = stale_reason(row)
+        if reason is None:
+            kept.append(row)
+        else:
+            log(f"[bench] dropping the row {row['package']} / {row['variant']}: {reason}")
+    return kept
+
+
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """Rows keyed by (package, variant); a new run's tasks update an existing row's tasks."""
+    """Rows keyed by (package, variant); a new run's tasks update an existing row's tasks when
+    both were measured on the same checkpoint (same SHA-256), else the new row replaces it."""
     rows = {(r["package"], r["variant"]): r for r in old}
     for row in new:
         key = (row["package"], row["variant"])
-        if key in rows:
+        same = (rows.get(key, {}).get("checkpoint") or {}).get("sha256") == (
+            row.get("checkpoint") or {}
+        ).get("sha256")
+        if key in rows and same:
             merged = {**rows[key], **{k: v for k, v in row.items() if k != "tasks"}}
             merged["tasks"] = {**rows[key]["tasks"], **row["tasks"]}
             rows[key] = merged
@@ -251,20 +325,25 @@ def to_markdown(report: dict) -> str:
             seen = next(r["tasks"][task]["metrics"] for r in report["rows"] if task in r["tasks"])
             metrics = list(seen)[:2]
         columns += [(task, m) for m in metrics]
-    header = ["package", "variant"] + [f"{t.removesuffix('_local')} {m}" for t, m in columns]
+    header = ["package", "variant", "checkpoint (run commit, weights sha256)"]
+    header += [f"{t.removesuffix('_local')} {m}" for t, m in columns]
     lines = [
         f"# lm-eval results ({report['date']})",
         "",
         f"lm-eval {report['lm_eval_version']}, offline task YAMLs in `benchmarks/tasks/` "
         "(data from `$REPRO_DATA_DIR`), zero-shot unless noted, no stderr bootstrap. "
         "A cell marked `(n=...)` was evaluated on the first n documents only. All metrics of every "
-        "task are in `results.json`.",
+        "task, each row's checkpoint path, its full SHA-256, the date and the commit of the "
+        "evaluation are in `results.json`. Rows whose checkpoint is gone or was retrained are "
+        "dropped whenever `repro-bench` writes this table.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + " --- |" * len(header),
     ]
     for row in report["rows"]:
-        cells = [row["package"], row["variant"]]
+        ckpt = row["checkpoint"]
+        commit = (ckpt["commit"] or "unknown")[:10]
+        cells = [row["package"], row["variant"], f"`{commit}`, `{ckpt['sha256'][:12]}`"]
         for task, metric in columns:
             entry = row["tasks"].get(task)
             if entry is None or metric not in entry["metrics"]:
@@ -284,24 +363,19 @@ def to_markdown(report: dict) -> str:
 
 
 def write_report(out: Path, rows: list[dict], run: dict | None = None) -> dict:
-    """Merge ``rows`` (and the ``run`` record) into ``out/results.json`` and rewrite
-    ``out/results.md``; returns the report."""
+    """Drop the stale rows of ``out/results.json``, merge ``rows`` (and the ``run`` record) into
+    it and rewrite ``out/results.md``; returns the report."""
     import lm_eval
 
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     report = json.loads(path.read_text()) if path.is_file() else {"rows": [], "runs": []}
     report.update(date=date.today().isoformat(), lm_eval_version=lm_eval.__version__)
-    report["rows"] = merge_rows(report["rows"], rows)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    report["rows"] = merge_rows(drop_stale_rows(report["rows"], log), rows)
     if run is not None:
         report["runs"].append(run)
-    for name, text in (
-        ("results.json", json.dumps(report, indent=1)),
-        ("results.md", to_markdown(report)),
-    ):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+    write_text_atomic(path, json.dumps(report, indent=1))
+    write_text_atomic(out / "results.md", to_markdown(report))
     return report
 
 
@@ -366,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--device", default=None, help="cpu | cuda | cuda:1 ... (default: cuda when available)"
     )
-    p.add_argument("--out", default=None, help="output folder (default: benchmarks/results/<date>)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: benchmarks/results/lm_eval)"
+    )
     p.add_argument(
         "--list", action="store_true", help="list local tasks and registered packages, then exit"
     )
@@ -395,11 +471,13 @@ def _run(args, argv) -> int:
     models = collect_models(packages, args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    out = Path(args.out) if args.out else results_dir() / date.today().isoformat()
+    out = Path(args.out) if args.out else results_dir() / "lm_eval"
     started = time.time()
+    bench_commit = git_commit(Path(__file__).parent)
     for package, variant, directory in models:
         t0 = time.time()
         print(f"[bench] {package} / {variant}: {directory} on {tasks}", flush=True)
+        checkpoint = checkpoint_record(directory)  # before loading: the weights measured
         try:
             model, tokenizer = load_model(directory, device=device)
         except (ValueError, FileNotFoundError) as exc:
@@ -430,6 +508,9 @@ def _run(args, argv) -> int:
             "package": package,
             "variant": variant,
             "model_dir": str(directory),
+            "checkpoint": checkpoint,
+            "date": date.today().isoformat(),
+            "bench_commit": bench_commit,
             "model_type": model.config.model_type,
             "parameters": sum(p.numel() for p in model.parameters()),
             "max_length": args.max_length or getattr(model.config, "max_position_embeddings", None),

@@ -303,11 +303,44 @@ def test_unknown_variant_names_the_allowed_ones():
     assert isinstance(build_ffn("smoe_share", 16, 32, 4), MoEFeedForward)
 
 
-def test_bench_smoke():
-    from repro_cartesian_moe.bench import measure_ffn_speed
+def test_bench_reports_medians_and_ratios_of_the_timed_steps(monkeypatch):
+    """With a fake clock under which each step takes a known time, the reported tokens/s and
+    ratios are exactly tokens / median seconds and dense seconds / variant seconds."""
+    from types import SimpleNamespace
 
-    result = measure_ffn_speed(
-        hidden_size=16, dense_hidden_size=32, num_experts=4, batch_size=2, seq_len=8, repeats=1
+    from repro_cartesian_moe import bench
+
+    clock = SimpleNamespace(now=0.0)
+    # seconds per call, round by round (3 timed rounds after 1 warm-up): medians 2, 4, 1
+    durations = {"dense": [9, 2, 3, 1], "cartesian": [9, 4, 5, 3], "smoe_share": [9, 1, 7, 0.5]}
+    calls = dict.fromkeys(durations, 0)
+
+    def step_of(name):
+        def step():
+            clock.now += durations[name][calls[name]]
+            calls[name] += 1
+
+        return step
+
+    monkeypatch.setattr(bench, "ffn_step_functions", lambda *a: {n: step_of(n) for n in durations})
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    result = bench.measure_ffn_speed(
+        batch_size=2, seq_len=8, repeats=3, warmup=1, variants=("cartesian", "smoe_share")
     )
-    assert set(result["variants"]) == set(VARIANTS)
-    assert all(v["ratio_to_dense"] > 0 for v in result["variants"].values())
+    assert result["dense_tokens_per_s"] == 16 / 2
+    assert result["variants"]["cartesian"] == {
+        "tokens_per_s": 16 / 4,
+        "ratio_to_dense": 0.5,
+        "seconds": 4,
+    }
+    assert result["variants"]["smoe_share"]["ratio_to_dense"] == 2.0
+    assert calls == dict.fromkeys(durations, 4)
+
+
+def test_bench_runs_every_variant():
+    from repro_cartesian_moe.bench import ffn_step_functions
+
+    steps = ffn_step_functions(16, 32, 4, 2, 8)
+    assert set(steps) == {"dense", *VARIANTS}
+    for step in steps.values():
+        step()

@@ -85,16 +85,34 @@ def reference_sublayer(sub, u):
     return sum(s[:, k : k + 1] * outputs[k] for k in range(sub.num_experts))
 
 
+def reference_post_norm_layer(mlp, h0, post_ln_weight, eps):
+    """Post-LN as in the original Transformer: every residual add is followed by an RMSNorm,
+    so the layer output (the new residual stream) is itself normalised.
+
+    With a residual per sub-layer: h_m = RMSNorm_m(h_{m-1} + SL_m(in_m)), in_1 = x̂ (the
+    decoder's post-attention norm of h_0), in_m = h_{m-1}. Without: the sub-layers are chained,
+    each output post-normed, and the decoder's one residual add is normalised last.
+    """
+    gains = [norm.weight for norm in mlp.norms]  # M gains, one per add (or per chained output)
+    x_hat = rms_norm(h0, post_ln_weight, eps)
+    if mlp.residual_per_sublayer:
+        stream = h0
+        for m, sub in enumerate(mlp.sublayers):
+            sublayer_input = x_hat if m == 0 else stream
+            stream = rms_norm(stream + reference_sublayer(sub, sublayer_input), gains[m], eps)
+        return stream
+    y = reference_sublayer(mlp.sublayers[0], x_hat)
+    for m in range(1, len(mlp.sublayers)):
+        y = reference_sublayer(mlp.sublayers[m], rms_norm(y, gains[m - 1], eps))
+    return rms_norm(h0 + y, gains[-1], eps)
+
+
 def reference_block(mlp, h0, post_ln_weight, eps):
     """The block output h_M (what the decoder layer returns) from the residual stream h0."""
     x_hat = rms_norm(h0, post_ln_weight, eps)
     subs, norms = list(mlp.sublayers), list(mlp.norms)
     if mlp.norm_placement == "post":
-        h = x_hat
-        for sub, norm in zip(subs, norms):
-            y = reference_sublayer(sub, h)
-            h = rms_norm(h + y if mlp.residual_per_sublayer else y, norm.weight, eps)
-        return h0 + h
+        return reference_post_norm_layer(mlp, h0, post_ln_weight, eps)
     if not mlp.residual_per_sublayer:
         y = reference_sublayer(subs[0], x_hat)
         for sub, norm in zip(subs[1:], norms):
@@ -177,6 +195,58 @@ def test_one_expert_model_equals_dense_model():
     torch.testing.assert_close(
         fine(input_ids=ids).logits, dense(input_ids=ids).logits, rtol=0, atol=1e-12
     )
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_post_norm_layers_output_a_normalised_residual_stream(residual):
+    """Post-LN: each decoder layer's output has RMS 1 per token (unit norm gains at init),
+    whatever the scale of its input; the residual is not a unit vector added to h_0."""
+    torch.manual_seed(0)
+    config = finedeep_config(m=2, k=2, norm_placement="post", residual_per_sublayer=residual)
+    model = FinedeepForCausalLM(config).double().eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(50)  # h_0 of layer 0 far from unit RMS
+    outputs = []
+    for layer in model.model.layers:
+        layer.register_forward_hook(lambda mod, args, out: outputs.append(out))
+    model(input_ids=torch.randint(0, SHAPE["vocab_size"], (2, 9)))
+    for out in outputs:
+        rms = out.pow(2).mean(-1).sqrt()
+        torch.testing.assert_close(rms, torch.ones_like(rms), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("router_act", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("router_input", ["expert_output", "sublayer_input"])
+def test_gates_run_in_fp32_under_bf16_autocast(router_input, router_act):
+    """Router logits and gates in fp32 (no NaN) while the experts run in bf16 under autocast."""
+    torch.manual_seed(0)
+    config = finedeep_config(m=2, k=3, router_input=router_input, router_act=router_act)
+    model = FinedeepForCausalLM(config).train()
+    sub = model.model.layers[0].mlp.sublayers[1]
+    seen = {}
+    original = sub.gates
+
+    def spy(u, z):
+        seen["z"] = z.dtype
+        seen["g"] = original(u, z)
+        return seen["g"]
+
+    sub.gates = spy
+    ids = torch.randint(0, SHAPE["vocab_size"], (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    assert seen["z"] == torch.bfloat16  # the experts did run in bf16
+    assert seen["g"].dtype == torch.float32
+    assert bool(torch.isfinite(seen["g"]).all()) and bool(torch.isfinite(out.loss))
+    assert bool(torch.isfinite(sub.router.grad).all()) and sub.router.grad.abs().sum() > 0
+    with torch.no_grad():  # the fp32 gates agree with the gates of an fp32 forward
+        u = torch.randn(8, D)
+        _, z = sub.hidden_activations(u)
+        reference = original(u, z)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = original(u.bfloat16(), z.bfloat16())
+    torch.testing.assert_close(autocast, reference, rtol=0.05, atol=0.02)
 
 
 @pytest.mark.parametrize("router_input", ["expert_output", "sublayer_input"])
@@ -314,3 +384,27 @@ def test_config_errors_name_the_key():
         FinedeepModelConfig(intermediate_size=96, router_norm="softmax")
     with pytest.raises(ValueError, match="router_input"):
         finedeep_config(router_input="token")
+
+
+@pytest.mark.parametrize("router_input", ["expert_output", "sublayer_input"])
+@pytest.mark.parametrize("router_act", ["sigmoid", "softmax"])
+def test_router_ablations_are_preset_overrides(router_input, router_act):
+    """The spec's router ablations (router input, sigmoid vs softmax) are ``--set`` switches of
+    a run config that reach every sub-layer of the built model."""
+    from repro_core.config import load_config, package_preset_dirs
+    from repro_finedeep import train as train_module
+
+    overrides = [f"model.router_input={router_input}", f"model.router_act={router_act}"]
+    cfg = load_config(
+        "debug", overrides, FinedeepModelConfig, package_preset_dirs(train_module.__file__)
+    )
+    model = cfg.model.build(vocab_size=50, max_position_embeddings=64)
+    subs = [sub for layer in model.model.layers for sub in layer.mlp.sublayers]
+    assert {(s.router_input, s.router_act) for s in subs} == {(router_input, router_act)}
+    u = torch.randn(6, cfg.model.hidden_size)
+    _, z = subs[0].hidden_activations(u)
+    g = subs[0].gates(u, z)  # (6, K)
+    if router_act == "softmax":
+        torch.testing.assert_close(g.sum(-1), torch.ones(6))
+    else:  # independent sigmoids: the sum is free, each in (0, 1)
+        assert bool(((g > 0) & (g < 1)).all()) and not torch.allclose(g.sum(-1), torch.ones(6))

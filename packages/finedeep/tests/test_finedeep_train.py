@@ -4,17 +4,10 @@ import json
 
 import pytest
 from repro_core.config import load_config, package_preset_dirs
-from repro_core.train import Trainer
+from repro_core.train import Trainer, reset_accelerate
 from repro_finedeep import FinedeepForCausalLM, FinedeepModelConfig
 from repro_finedeep import train as train_module
 from repro_finedeep.evaluate import main as eval_main
-
-
-def reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(scope="module")

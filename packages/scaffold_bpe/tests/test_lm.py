@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from repro_core.train import reset_accelerate
 from repro_scaffold_bpe import reproduce
 from repro_scaffold_bpe.cli import main as cli_main
 from repro_scaffold_bpe.hf_tokenizer import ScaffoldBpeTokenizer
@@ -33,13 +34,6 @@ def _text(n_lines: int = 400, seed: int = 0) -> str:
 
 
 TEXT = _text()
-
-
-def _reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +93,13 @@ def test_cli_hands_lm_command_lines_to_the_lm_trainer(capsys):
 def test_debug_preset_trains_end_to_end_and_final_reloads(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _reset_accelerate()
+    reset_accelerate()
     run = tmp_path / "run"
     argv = ["--preset", "debug", "--run-dir", str(run), "--set", "train.max_steps=6"]
     argv += ["--set", "train.progress=false", "--set", "train.eval_every=0"]
     argv += ["--set", "train.log_every=1"]
     assert cli_main(argv) == 0  # = repro-scaffold-bpe-train --preset debug (root install test)
-    _reset_accelerate()
+    reset_accelerate()
     results = json.loads((run / "results.json").read_text())
     assert math.isfinite(results["val_bits_per_byte"])
     losses = [
@@ -124,63 +118,32 @@ def test_debug_preset_trains_end_to_end_and_final_reloads(tmp_path):
     assert isinstance(tok.decode(out[0]), str)
 
 
-def test_entropy_and_verdicts():
-    assert reproduce.entropy_bits(np.array([5, 5, 5, 5, 0])) == pytest.approx(2.0)
-    assert reproduce.verdict_paired(-0.05, 0.01) == "reproduced"
-    assert reproduce.verdict_paired(0.05, 0.01) == "contradicted"
-    assert reproduce.verdict_paired(-0.01, 0.01) == "not at this scale"
-    assert reproduce.verdict_direction(3.9, 3.8) == "reproduced"
-    assert reproduce.verdict_direction(3.7, 3.8) == "contradicted"
+def test_entropy_bits_of_a_uniform_distribution():
+    from repro_scaffold_bpe.stats import entropy_bits
+
+    assert entropy_bits(np.array([5, 5, 5, 5, 0])) == pytest.approx(2.0)
+    assert entropy_bits(np.array([7, 0, 0])) == 0.0
 
 
-def test_tokenizer_experiment_report_and_readme(corpus_dir, tmp_path):
-    grid = reproduce.Grid((280, 320), 320)
-    raw = reproduce.tokenizer_experiment(str(corpus_dir), grid, log=lambda *_: None)
-    size = raw["sizes"]["320"]
-    b, s = size["bpe"], size["scaffold"]
-    assert b["vocab_size"] == s["vocab_size"] == 320 and b["num_scaffold"] == 0
-    assert s["expanded_vocab_size"] == 320 + s["num_scaffold"] > 320
-    assert s["heldout_bytes"] == b["heldout_bytes"] and s["heldout_tokens"] > 0
+def test_tokenizer_measurement_of_both_methods(corpus_dir):
+    from repro_core.data import resolve_corpus
+    from repro_scaffold_bpe.stats import measure
+
+    corpus = resolve_corpus(str(corpus_dir))
+    b = measure(corpus, 320, seed=0, method="bpe")
+    s = measure(corpus, 320, seed=0, method="scaffold")
+    assert b["vocab_size"] == s["vocab_size"] == 320 and b["scaffold_fraction"] == 0
+    assert s["expanded_vocab_size"] == 320 + round(s["scaffold_fraction"] * 320) > 320
     assert s["redundancy"] == pytest.approx(1 - s["entropy_bits"] / math.log2(320))
-    # |V| is N for both, so Scaffold-BPE adds exactly as many tokens as it drops
-    assert size["replacement"]["num_added"] == size["replacement"]["num_removed"] > 0
-    lm = {
-        "seeds": [0, 1, 2],
-        "bpe": {"mean": 2.0, "std": 0.01},
-        "scaffold": {"mean": 1.9, "std": 0.01},
-        "paired_difference": {"mean": -0.1, "std": 0.01, "standard_error": 0.006},
-    }
-    tok = reproduce._jsonable(raw)
-    rows = reproduce.claims(tok, lm, grid)
-    assert [r["verdict"] for r in rows][0] == "reproduced" and len(rows) == 4
-    results = {
-        "preset": "test",
-        "grid": {"lm_size": 320, "lm_config": {"train": {"eval_batches": 0}}},
-        "tokenizers": tok,
-        "lm": None,
-        "claims": rows,
-        "meta": {
-            "command": "x",
-            "date": "2026-01-01",
-            "hardware": "cpu",
-            "load_average_start": 1.0,
-            "wall_seconds": 60.0,
-        },
-    }
-    md = reproduce.to_markdown(results)
-    assert md.rstrip().splitlines()[-1].startswith('| "Figure 5')
-    readme = tmp_path / "README.md"
-    readme.write_text(f"a\n{reproduce.README_START}\nold\n{reproduce.README_END}\nb\n")
-    assert reproduce.update_readme(results, readme)
-    text = readme.read_text()
-    assert "\nold\n" not in text and "| 320 |" in text and text.endswith("b\n")
-    reproduce.plot(results, raw["sizes"], tmp_path / "p.png")
-    assert (tmp_path / "p.png").stat().st_size > 0
+    # plain BPE replaces nothing (the constant baseline); Scaffold-BPE replaces its scaffolds
+    assert b["replacement_frequency_gain"] == 0.0 and s["num_replaced"] > 0
+    # the seed is the 90% sample of training lines: another sample gives another tokenizer
+    assert measure(corpus, 320, seed=1, method="bpe")["entropy_bits"] != b["entropy_bits"]
 
 
 def test_checkpoints_hook_finds_seed0_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path))
-    final = tmp_path / "scaffold_bpe" / "tiny" / "lm" / "scaffold" / "seed0" / "final"
+    final = tmp_path / "scaffold_bpe" / "tiny" / "lm-scaffold@4096" / "seed0" / "final"
     final.mkdir(parents=True)
     (final / "config.json").write_text("{}")
     found = reproduce.checkpoints()

@@ -236,6 +236,54 @@ def test_least_squares_init_reduces_drift(method):
         assert report[layers[0]]["mean_residual"] < 1e-6
 
 
+def test_least_squares_fit_runs_the_base_once_and_matches_a_direct_solve():
+    """N reusing layers cost N + 1 passes over the calibration data (the base model's targets
+    are cached), and each W_c equals the ridge solution computed directly, in one batch, from
+    the drift of its layer with the earlier W_c active."""
+    base = base_model(seed=5)
+    model = convert_checkpoint(base, 2, 0, 6)  # reusing layers 1, 3, 5
+    layers = sorted(model.config.reusing_layers())
+    calib = torch.randint(0, 64, (16, 12), generator=torch.Generator().manual_seed(7))
+    calls = {"base": 0, "model": 0}
+    base.register_forward_pre_hook(
+        lambda m, a, k: calls.__setitem__("base", calls["base"] + 1), with_kwargs=True
+    )
+    model.register_forward_pre_hook(
+        lambda m, a, k: calls.__setitem__("model", calls["model"] + 1), with_kwargs=True
+    )
+    fit_compensation(model, base, calib, method="lsq_tokens", ridge=1e-3, batch_size=8)
+    batches = 2
+    assert calls == {"base": batches, "model": len(layers) * batches}
+
+    def record(m, layer):
+        out = {}
+        attn = m.model.layers[layer]
+        hooks = [
+            attn.register_forward_pre_hook(lambda mod, args: out.update(x=args[0])),
+            attn.self_attn.register_forward_hook(lambda mod, args, o: out.update(u=args[0], a=o)),
+        ]
+        with torch.no_grad():
+            m(input_ids=calib)
+        for h in hooks:
+            h.remove()
+        return out["u"].double(), (out["x"] + out["a"]).double()  # u_l, y_l = x_l + a_l
+
+    for layer in layers:
+        comp = model.model.layers[layer].self_attn.compensation
+        fitted = comp.weight.detach().clone()
+        with torch.no_grad():
+            comp.weight.zero_()  # later W_c do not reach layer `layer`; earlier ones stay
+        _, y_base = record(base, layer)
+        u, y_cur = record(model, layer)
+        b, a = u.reshape(-1, D), (y_base - y_cur).reshape(-1, D)
+        gram = b.T @ b
+        lam = 1e-3 * torch.trace(gram) / D
+        expected = torch.linalg.solve(gram + lam * torch.eye(D, dtype=gram.dtype), b.T @ a).T
+        torch.testing.assert_close(fitted.double(), expected, rtol=1e-4, atol=1e-5)
+        with torch.no_grad():
+            comp.weight.copy_(fitted)
+
+
 def test_zero_init_and_save_load_generate(tmp_path):
     base = base_model()
     model = with_random_compensation(convert_checkpoint(base, 2, 2, 6))

@@ -10,19 +10,19 @@ import torch
 from repro_core.config import load_config, package_preset_dirs
 from repro_core.data import get_tokenizer, resolve_corpus
 from repro_core.modeling import DecoderConfig, DecoderLM
+from repro_core.train import reset_accelerate
 from repro_uniattn import UniAttnForCausalLM
 from repro_uniattn.config import UniAttnModelConfig
 from repro_uniattn.convert import main as convert_main
-from repro_uniattn.reproduce import claims, summarize, to_markdown
 from repro_uniattn.task import evaluate_task, write_corpus
 from transformers import AutoModelForCausalLM
 
 
 @pytest.fixture(autouse=True)
 def _fresh_accelerate():
-    ua_train.reset_accelerate()
+    reset_accelerate()
     yield
-    ua_train.reset_accelerate()
+    reset_accelerate()
 
 
 def test_two_stage_training_trains_only_compensation_first_then_lowers_loss(tmp_path):
@@ -107,51 +107,16 @@ def test_task_evaluation_and_report(tmp_path):
     )
     out = evaluate_task(model, tok, str(corpus))
     assert out["task_examples"] == 8 and 0 <= out["task_accuracy"] <= 1 and out["task_loss"] > 0
-    runs = [
-        {
-            "arm": arm,
-            "seed": s,
-            "task_loss": 1.0 + 0.1 * i + 0.01 * s,
-            "task_accuracy": 0.5,
-            "base_perplexity": 50.0,
-            "kv_bytes_per_token": 100.0,
-            "parameters": 10,
-        }
-        for i, arm in enumerate(("finetune", "uniattn", "cla"))
-        for s in range(3)
-    ]
-    summary = summarize(runs)
-    report_claims = claims(summary, {})
-    verdicts = {(c["baseline"], c["metric"]): c["verdict"] for c in report_claims}
-    assert verdicts[("cla", "task_loss")] == "reproduced"
-    assert verdicts[("finetune", "task_loss")] == "not at this scale"
-    md = to_markdown(
-        {
-            "preset": "t",
-            "base_checkpoint": "b",
-            "seeds": [0, 1, 2],
-            "hardware": "cpu",
-            "wall_seconds": 60,
-            "date": "d",
-            "summary": summary,
-            "costs": {},
-            "claims": report_claims,
-            "latency_repeats": 1,
-        }
-    )
-    assert md.rstrip().endswith("|") and "## Claims" in md
 
 
-def test_perf_cases_and_checkpoint_registry_run():
+def test_perf_cases_run_and_reusing_layers_cache_no_keys():
     from repro_uniattn.bench import measure_inference, perf_cases
     from repro_uniattn.convert import convert_checkpoint
-    from repro_uniattn.reproduce import checkpoints
 
     cases = perf_cases(quick=True)
     for case in cases:
         case["candidate"][1]()
         case["baseline"][1]()
-    assert isinstance(checkpoints(), dict)
     torch.manual_seed(0)
     base = DecoderLM(
         DecoderConfig(
@@ -170,10 +135,81 @@ def test_perf_cases_and_checkpoint_registry_run():
     assert costs["uniattn"]["softmax_calls_per_token"] == 3
 
 
-def test_paper_like_cost_section_and_claims():
-    """The cost table of a random shape and the attention split reach the claims and markdown."""
+def test_checkpoint_registry_lists_exactly_the_finished_seed0_models(tmp_path, monkeypatch):
+    """The lm-eval hook names an arm iff its seed-0 run has a saved model (config.json)."""
+    from repro_uniattn.reproduce import ARMS, checkpoints
+
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path))
+    assert checkpoints() == {}
+    root = tmp_path / "uniattn" / "tiny"
+    (root / "cla" / "seed0" / "final").mkdir(parents=True)
+    (root / "cla" / "seed0" / "final" / "config.json").write_text("{}")
+    (root / "finetune" / "seed1" / "final").mkdir(parents=True)  # another seed: not listed
+    (root / "finetune" / "seed1" / "final" / "config.json").write_text("{}")
+    (root / "uniattn" / "seed0" / "final").mkdir(parents=True)  # no model saved: not listed
+    assert "cla" in {arm.name for arm in ARMS}
+    assert checkpoints() == {"uniattn-cla": str((root / "cla" / "seed0" / "final").resolve())}
+
+
+def documented_train_commands() -> list[list[str]]:
+    """The ``repro-uniattn-train`` command lines of train.py's docstring and the README."""
+    import shlex
+    from pathlib import Path
+
+    readme = Path(ua_train.__file__).parents[2] / "README.md"
+    text = (ua_train.__doc__ + "\n" + readme.read_text()).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("repro-uniattn-train "):
+            commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_documented_train_commands_resolve_their_config(capsys):
+    """Every documented command, e.g. ``--preset tiny --set model.variant=cla``, resolves its
+    config (the tiny preset's stage1_steps used to be refused for base and cla)."""
+    commands = documented_train_commands()
+    variants = {arg for cmd in commands for arg in cmd if arg.startswith("model.variant=")}
+    assert {"model.variant=cla", "model.variant=base"} <= variants
+    for argv in commands:
+        argv = [a for a in argv if a != "--resume"] + ["--print-config"]
+        assert ua_train.main(argv) == 0, argv
+    for variant in ("base", "softmax", "cla", "uniattn"):
+        cfg = load_config(
+            "tiny",
+            [f"model.variant={variant}"],
+            UniAttnModelConfig,
+            package_preset_dirs(ua_train.__file__),
+        )
+        assert cfg.model.stage1_steps == 100
+        assert cfg.model.runs_stage1 == (variant == "uniattn")
+
+
+def test_readme_states_the_tiny_presets_stage1_steps():
+    from pathlib import Path
+
+    cfg = load_config("tiny", [], UniAttnModelConfig, package_preset_dirs(ua_train.__file__))
+    readme = (Path(ua_train.__file__).parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `model.stage1_steps`"))
+    assert row.split("|")[2].strip() == f"{cfg.model.stage1_steps} (tiny)"
+
+
+def test_cla_with_the_presets_stage1_steps_trains_one_stage(tmp_path):
+    """variant=cla under a preset with stage1_steps > 0 (debug: 4) trains only stage 2."""
+    args = ["--preset", "debug", "--run-dir", str(tmp_path), "--set", "train.progress=false"]
+    assert ua_train.main(args + ["--set", "model.variant=cla"]) == 0
+    assert not (tmp_path / "stage1").exists()
+    config = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert config["uniattn_sharing"] == "kv"
+    steps = [json.loads(line).get("step") for line in open(tmp_path / "metrics.jsonl")]
+    assert max(s for s in steps if s is not None) == 10  # train.max_steps of debug
+
+
+def test_paper_like_cost_section():
+    """The cost table of a random shape and the attention split reach the markdown."""
     from repro_uniattn.bench import attention_time_split, shape_models
-    from repro_uniattn.reproduce import cost_ratios, paper_like_markdown
+    from repro_uniattn.costs import cost_ratios, paper_like_markdown
 
     shape = dict(layers=4, hidden=32, intermediate=64, heads=4, kv_heads=2, vocab=64)
     shape.update(group_size=2, start=2, end=4)
@@ -182,35 +218,29 @@ def test_paper_like_cost_section_and_claims():
     assert models["cla"]["kv_bytes_per_token_ratio"] == 6 / 8
     split = attention_time_split(seq_len=32, heads=2, head_dim=8, repeats=1)
     assert abs(split["qk_share"] + split["softmax_share"] + split["pv_share"] - 1) < 1e-9
-    paper_like = {"shape": shape, "models": models, "attention_split": split}
-    found = {c["metric"].split(" (")[0]: c for c in claims({}, {}, paper_like)}
-    assert found["kv_bytes_per_token / base"]["verdict"] == "reproduced"
-    softmax_claim = next(v for k, v in found.items() if k.startswith("softmax share"))
-    assert softmax_claim["method_value"]["mean"] == split["softmax_share"]
-    text = "\n".join(paper_like_markdown(paper_like))
+    text = "\n".join(
+        paper_like_markdown({"shape": shape, "models": models, "attention_split": split})
+    )
     assert "0.875x" in text and "mask + softmax" in text
 
 
-def test_latency_verdict_needs_every_paired_round():
-    """A latency ratio counts only when every interleaved round agrees; else it is noise."""
+def test_latency_claims_pair_the_timing_rounds():
+    """Latency verdicts use the one rule with the interleaved rounds as paired replicates."""
+    from repro_uniattn.reproduce import latency_claims
 
-    def table(decode_range, prefill_range):
-        uni = {
-            "kv_bytes_per_token_ratio": 0.875,
-            "decode_seconds_ratio": sum(decode_range) / 2,
-            "decode_seconds_ratio_range": decode_range,
-            "prefill_seconds_ratio": sum(prefill_range) / 2,
-            "prefill_seconds_ratio_range": prefill_range,
-        }
-        return {"base": {}, "uniattn": uni}
-
-    found = {c["metric"]: c for c in claims({}, table([0.85, 0.95], [0.95, 1.05]))}
-    assert found["kv_bytes_per_token / base (trained tiny models)"]["verdict"] == "reproduced"
-    assert found["decode_seconds / base (trained tiny models)"]["verdict"] == "reproduced"
-    assert found["prefill_seconds / base (trained tiny models)"]["verdict"] == "not at this scale"
-    found = {c["metric"]: c for c in claims({}, table([1.02, 1.10], [0.90, 1.0]))}
-    assert found["decode_seconds / base (trained tiny models)"]["verdict"] == "contradicted"
-    assert found["prefill_seconds / base (trained tiny models)"]["verdict"] == "not at this scale"
+    base = [1.00, 1.30, 0.90, 1.10, 1.05]  # round-to-round load swings, shared by both models
+    faster = [b * 0.9 for b in base]
+    noisy = [b * r for b, r in zip(base, (0.8, 1.2, 0.9, 1.1, 1.0))]
+    costs = {"base": {"prefill_rounds": base, "decode_rounds": base},
+             "uniattn": {"prefill_rounds": faster, "decode_rounds": noisy}}  # fmt: skip
+    found = {c["metric"]: c for c in latency_claims({"costs": costs})}
+    assert found["prefill_seconds"]["verdict"] == "reproduced"
+    assert found["prefill_seconds"]["rows"][0]["test"] == "paired"
+    assert found["decode_seconds"]["verdict"] == "not at this scale"
+    slower = {"base": costs["base"], "uniattn": {"prefill_rounds": [b * 1.1 for b in base],
+                                                 "decode_rounds": base}}  # fmt: skip
+    found = {c["metric"]: c for c in latency_claims({"costs": slower})}
+    assert found["prefill_seconds"]["verdict"] == "contradicted"
 
 
 def test_reproduce_without_a_base_fails_fast(tmp_path, capsys, monkeypatch):
@@ -220,7 +250,8 @@ def test_reproduce_without_a_base_fails_fast(tmp_path, capsys, monkeypatch):
     missing = tmp_path / "no-base"
     out = tmp_path / "results"
     assert main(["--preset", "tiny", "--out", str(out), "--set", f"model.init_from={missing}"]) == 2
-    assert "not a model directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a model directory" in err and err.startswith("error: ")
     monkeypatch.setenv("REPRO_BASE", str(missing))
     assert main(["--preset", "tiny", "--out", str(out)]) == 2
     assert "make base" in capsys.readouterr().err

@@ -52,14 +52,18 @@ class ExperimentError(ValueError):
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of a grid: the preset (the grid's by default) with ``--set`` overrides."""
+    """One arm of a grid: the preset (the grid's by default) with ``--set`` overrides; runs at
+    every setting of the grid, or only at ``settings`` when given."""
 
     name: str
     overrides: tuple[str, ...] = ()
     preset: str | None = None
+    settings: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.settings is not None:
+            object.__setattr__(self, "settings", tuple(self.settings))
         if not self.name or any(c in self.name for c in "/@+ "):
             raise ValueError(f"arm name {self.name!r}: use letters, digits, '-', '_', '.'")
 
@@ -104,6 +108,9 @@ class Grid:
         metrics: the columns of the results table.
         title: the heading of results.md.
         description: a paragraph under the heading (what is compared, at equal what).
+        preflight: ``(preset, extra_overrides) -> None``, run once before any worker starts;
+            raises ``ExperimentError`` (or ``ConfigError``) for a user error such as a missing
+            base checkpoint, so that it is one line instead of a traceback per worker.
     """
 
     package: str
@@ -114,6 +121,7 @@ class Grid:
     metrics: tuple[Metric, ...] = ()
     title: str = ""
     description: str = ""
+    preflight: Callable[[str, tuple[str, ...]], None] | None = None
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -122,6 +130,10 @@ class Grid:
             raise ValueError(f"Grid {self.package!r}: duplicate arm names {dupes}")
         if not self.settings:
             object.__setattr__(self, "settings", {"": ()})
+        for a in self.arms:
+            unknown = [s for s in a.settings or () if s not in self.settings]
+            if unknown:
+                raise ValueError(f"arm {a.name!r} names unknown settings {unknown}")
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -425,10 +437,19 @@ def main(
     except ExperimentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from .config import ConfigError
+
+    try:
+        if grid.preflight is not None:
+            grid.preflight(args.preset, tuple(args.overrides))
+    except (ExperimentError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     specs = [
         make_spec(grid, args.preset, arm, setting, seed, tuple(args.overrides))
         for arm in arms
         for setting in settings
+        if grid.arm(arm).settings is None or setting in grid.arm(arm).settings
         for seed in seeds
     ]
     start = time.perf_counter()
@@ -443,8 +464,11 @@ def main(
         extra=args.overrides, command=command.strip(), wall=time.perf_counter() - start,
         jobs=args.jobs,
     )  # fmt: skip
+    previous = out / "results.json"
+    if previous.is_file():  # package measurements of an earlier invocation stay unless remeasured
+        results["extra"] = json.loads(previous.read_text()).get("extra", {})
     if finalize is not None:
-        results["extra"] = finalize(results)
+        results["extra"] = results["extra"] | finalize(results)
     report.write(grid, results, out, readme=readme, sections=sections)
     print(f"[grid] wrote {out / 'results.md'} ({(time.perf_counter() - start) / 60:.1f} min)")
     for spec, tb in failures:
@@ -454,20 +478,31 @@ def main(
     return 1 if failures else 0
 
 
+def checkpoints(grid: Grid, preset: str = "tiny", seed: int = 0, setting: str = "") -> dict:
+    """Arm -> final model directory of a grid's runs that exist (the lm-eval benchmarks' hook)."""
+    out = {}
+    for a in grid.arms:
+        final = run_dir(grid, preset, a.name, setting, seed) / "final"
+        if (final / "config.json").is_file():
+            out[a.name] = str(final.resolve())
+    return out
+
+
 def train_run(spec: RunSpec, model_config_cls=None, preset_dirs=None, **trainer_kwargs):
     """Train ``spec`` with the core Trainer; returns ``(trainer, results)``.
 
     A run directory left by a killed run is resumed from its latest complete checkpoint (or
     restarted from step 0 when it has none): the grid owns its run directories.
     """
-    from .config import ModelConfig, load_config
+    from . import train as core_train
+    from .config import ModelConfig, load_config, package_preset_dirs
     from .train import Trainer, latest_checkpoint
 
     cfg = load_config(
         spec.preset,
         [*spec.overrides, f"name={spec.arm}", "train.progress=false"],
         model_config_cls or ModelConfig,
-        preset_dirs,
+        preset_dirs or package_preset_dirs(core_train.__file__),  # the core's presets by default
     )
     resume = latest_checkpoint(spec.path) is not None
     if not resume and (spec.path / "metrics.jsonl").exists():
@@ -481,6 +516,7 @@ __all__ = [
     "ExperimentError",
     "Grid",
     "Metric",
+    "checkpoints",
     "RunSpec",
     "judge_claims",
     "main",

@@ -9,7 +9,8 @@ One MoE feed-forward layer is ``y = mix(Σ_{i∈S(x)} w_i(x) · E_i(x), shared(x
   on the rows routed to it (one sort, one gather, one matmul pair per expert, one scatter-add):
   dropless, no capacity, never every expert on every token.
 * :class:`MoEFeedForward` puts router, experts and an optional always-on shared expert together
-  and returns ``(y, MoEAux)``. The auxiliary losses (Switch load balancing, router z-loss) are
+  and returns ``(y, MoEAux)``; the router and the routed/shared mixing gate compute in at least
+  fp32, outside autocast. The auxiliary losses (Switch load balancing, router z-loss) are
   returned, not added: the caller weights them (see :func:`report_aux`).
 * Every MoE module defines ``num_activated_parameters()`` (parameters used per token), which
   the model-level ``repro_core.modeling.count_parameters`` picks up; :func:`count_block_parameters`
@@ -459,7 +460,7 @@ class MoEFeedForward(nn.Module):
         if self.shared_expert is not None:
             shared = self.shared_expert(tokens) * self.shared_expert_scale
             if self.coefficient is not None:
-                coef = self.coefficient(tokens).softmax(dim=-1)  # (N, 2)
+                coef = self.mix_coefficients(tokens).to(y.dtype)  # (N, 2), computed in fp32
                 y = y * coef[:, :1] + shared * coef[:, 1:]
             else:
                 y = y + shared
@@ -472,6 +473,18 @@ class MoEFeedForward(nn.Module):
             router=route,
         )
         return y.reshape(shape), aux
+
+    def mix_coefficients(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``shared_mix="coef"``: ``softmax(C x + b)`` (N, 2), a gate like the router, so it too
+        runs in ``promote_types(x.dtype, float32)`` outside autocast."""
+        dtype = torch.promote_types(tokens.dtype, torch.float32)
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            logits = F.linear(
+                tokens.to(dtype),
+                self.coefficient.weight.to(dtype),
+                self.coefficient.bias.to(dtype),
+            )
+            return logits.softmax(dim=-1)
 
     def num_activated_parameters(self) -> int:
         """Parameters one token uses: router, shared expert, mixing layer, k routed experts

@@ -20,12 +20,13 @@ PLOT = "results.png"
 
 
 def _num(x: float, digits: int) -> str:
+    """Fixed-point with thousands separators; a small non-zero value keeps 2 significant digits."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "nan"
     if isinstance(x, float) and math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    if abs(x) >= 10 ** (digits + 2):
-        return f"{x:.{digits}g}"
+    if x != 0 and abs(x) < 0.5 * 10.0**-digits:
+        return f"{x:.2g}"
     return f"{x:,.{digits}f}"
 
 
@@ -163,12 +164,22 @@ def claims_table(results: dict) -> str:
 def setup_text(results: dict) -> str:
     runs = results["runs"]
     grid = results["grid"]
-    expected = len(grid["arms"]) * len(grid["settings"]) * len(grid["seeds"])
-    walls = [r["stamp"]["wall_seconds"] for r in runs]
-    loads = [r["stamp"]["load_average_start"] for r in runs] + [
-        r["stamp"]["load_average_end"] for r in runs
+    cells_per_seed = sum(
+        len([s for s in grid["settings"] if a.get("settings") is None or s in a["settings"]])
+        for a in grid["arms"]
+    )
+    expected = cells_per_seed * len(grid["seeds"])
+    walls = [r["stamp"]["wall_seconds"] for r in runs if r["stamp"].get("wall_seconds")]
+    loads = [
+        r["stamp"][k]
+        for r in runs
+        for k in ("load_average_start", "load_average_end")
+        if r["stamp"].get(k) is not None
     ]
     commits = sorted({str(r["stamp"].get("commit")) for r in runs})
+    imported = sorted(
+        {r["stamp"]["imported_from"] for r in runs if r["stamp"].get("imported_from")}
+    )
     arms = "; ".join(
         f"`{a['name']}`: "
         + (", ".join(f"`{o}`" for o in a["overrides"]) or "preset as is")
@@ -180,10 +191,11 @@ def setup_text(results: dict) -> str:
         f"{results['jobs']} parallel single-thread worker(s).",
         f"Runs: {len(runs)} of {expected} (arms x settings x seeds {grid['seeds']}); grid wall "
         f"time {results['wall_seconds'] / 60:.1f} min"
+        + (f"; one run {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min" if walls else "")
         + (
-            f"; one run {min(walls) / 60:.1f}-{max(walls) / 60:.1f} min, 1-min load average "
-            f"{min(loads):.1f}-{max(loads):.1f} (a shared machine: wall times are upper bounds)"
-            if runs
+            f", 1-min load average {min(loads):.1f}-{max(loads):.1f} (a shared machine: wall "
+            "times are upper bounds)"
+            if loads
             else ""
         )
         + f". Commit(s): {', '.join(commits)}.",
@@ -197,6 +209,10 @@ def setup_text(results: dict) -> str:
                 for s, ov in grid["settings"].items()
             )
             + "."
+        )
+    if imported:
+        lines.append(
+            "Runs imported (per-seed values, not retrained) from: " + "; ".join(imported) + "."
         )
     if grid.get("extra_overrides"):
         lines.append(f"Extra overrides for every run: {grid['extra_overrides']}.")

@@ -225,6 +225,56 @@ def expert_load_summary(model: nn.Module) -> dict:
     }
 
 
+def is_cartesian_moe_checkpoint(path) -> bool:
+    """Whether ``path/config.json`` is a :class:`CartesianMoEConfig` (else: a dense model)."""
+    import json
+    from pathlib import Path
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    return json.loads(config.read_text()).get("model_type") == CartesianMoEConfig.model_type
+
+
+def load_dense_checkpoint(path, **moe_kwargs) -> CartesianMoEForCausalLM:
+    """A :class:`CartesianMoEForCausalLM` initialised from a dense HF Llama / DecoderLM
+    checkpoint directory (``moe_kwargs``: the :class:`CartesianMoEConfig` MoE fields).
+
+    Embeddings, attention, norms, the output head and the MLPs of the dense layers (those with
+    ``layer_idx % moe_layer_interval != 0``) are copied. On MoE layers the dense MLP weights are
+    **dropped** and the routers, experts, shared experts and mixing gates keep their fresh
+    initialisation: their shapes differ from the dense MLP's (experts of width W/2, W(N+1)/N,
+    ...), and the paper trains every model from scratch. The returned model lists the keys in
+    ``dropped_keys`` (dense weights not used) and ``missing_keys`` (parameters left at init).
+    """
+    dense = load_llama_checkpoint(path)  # the core's Llama / DecoderLM loader (config translated)
+    fields = dense.config.to_dict()
+    for key in ("model_type", "transformers_version", "architectures"):
+        fields.pop(key, None)
+    config = CartesianMoEConfig(**(fields | moe_kwargs))
+    model = CartesianMoEForCausalLM(config)
+    state = dense.state_dict()
+    dropped = sorted(
+        key
+        for key in state
+        if key.startswith("model.layers.")
+        and ".mlp." in key
+        and config.is_moe_layer(int(key.split(".")[2]))
+    )
+    for key in dropped:
+        state.pop(key)
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(
+            f"checkpoint {path} has weights this model does not know: {result.unexpected_keys[:8]}"
+        )
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.dropped_keys = dropped
+    model.missing_keys = sorted(result.missing_keys)
+    return model
+
+
 AutoConfig.register(CartesianMoEConfig.model_type, CartesianMoEConfig, exist_ok=True)
 AutoModelForCausalLM.register(CartesianMoEConfig, CartesianMoEForCausalLM, exist_ok=True)
 
@@ -238,8 +288,11 @@ class CartesianMoEModelConfig(ModelConfig):
     """:class:`~repro_core.config.ModelConfig` plus the switches of :class:`CartesianMoEConfig`.
 
     ``intermediate_size`` is W, the width of the dense layers and of one full expert unit.
-    ``init_from`` continues from a checkpoint directory (this package's ``final/``, or a
-    HF Llama / DecoderLM one whose MoE layers then start from their initialisation).
+    ``init_from`` continues from a checkpoint directory: this package's ``final/`` (loaded as
+    is, with the switches of this section), or a dense HF Llama / DecoderLM one (see
+    :func:`load_dense_checkpoint`: embeddings, attention, norms and the dense layers' MLPs are
+    copied; the MoE layers start from their initialisation and that layer's dense MLP weights
+    are dropped). The shape fields of this section are then taken from the checkpoint.
     """
 
     variant: str = "cartesian"
@@ -299,9 +352,10 @@ class CartesianMoEModelConfig(ModelConfig):
 
     def build(self, vocab_size: int, max_position_embeddings: int) -> CartesianMoEForCausalLM:
         if self.init_from:
-            return load_llama_checkpoint(
-                resolve_base(self.init_from), CartesianMoEForCausalLM, **self.moe_kwargs()
-            )
+            path = resolve_base(self.init_from)
+            if is_cartesian_moe_checkpoint(path):
+                return load_llama_checkpoint(path, CartesianMoEForCausalLM, **self.moe_kwargs())
+            return load_dense_checkpoint(path, **self.moe_kwargs())
         kwargs = self.decoder_kwargs(vocab_size, max_position_embeddings) | self.moe_kwargs()
         return CartesianMoEForCausalLM(CartesianMoEConfig(**kwargs))
 
@@ -314,6 +368,8 @@ __all__ = [
     "MoELayer",
     "cartesian_moe_mlp",
     "expert_load_summary",
+    "is_cartesian_moe_checkpoint",
+    "load_dense_checkpoint",
     "record_expert_load",
     "set_disable_top1",
 ]

@@ -20,10 +20,23 @@ Per token, with h_0 the residual stream after attention and x̂ = post_attention
     (F6) h_m     = h_{m-1} + Σ_k g_mk e_mk                                  residual per sub-layer
 
 The block returns the delta h_M - h_0 = Σ_m Σ_k g_mk e_mk, so the decoder's ``x + mlp(...)`` is
-h_M. ``norm_placement="post"`` instead runs Post-LN inside the block starting from x̂:
-h_0' = x̂, h_m = RMSNorm_m(h_{m-1} + Σ_k g_mk e_mk(h_{m-1})), and returns h_M (block output
-h_0 + h_M). ``residual_per_sublayer=False`` drops the h_{m-1} term of (F6) (pre: the next
-sub-layer sees RMSNorm of the previous sub-layer's output; the block returns the last output).
+h_M. ``residual_per_sublayer=False`` drops the h_{m-1} term of (F6): the next sub-layer sees
+RMSNorm of the previous sub-layer's output and the block returns the last output y_M (layer
+output h_0 + y_M).
+
+``norm_placement="post"`` (Post-LN: normalise after each residual add instead of before each
+sub-layer; the residual stream itself is normalised, as in the original Transformer):
+
+    (F1') u_1 = x̂,  u_m = h_{m-1} (m >= 2)
+    (F6') h_m = RMSNorm_m(h_{m-1} + Σ_k g_mk e_mk(u_m))           layer output h_M
+
+and without ``residual_per_sublayer`` the only residual add is the decoder's, around the block:
+y_1 = SL_1(x̂), y_m = SL_m(RMSNorm_{m-1}(y_{m-1})), layer output RMSNorm_M(h_0 + y_M). The
+block returns h_M - h_0 so that the decoder's ``h_0 + mlp(...)`` is h_M. M norms either way.
+
+Routers run in at least fp32 (outside autocast), as the core MoE router: under bf16 autocast the
+gate logits and sigmoid/softmax are fp32; the gates are cast to the hidden units' dtype only
+where they scale them.
 
 Computation: per sub-layer one GEMM for the K experts' gate+up projections (they share the
 input u_m, so (K, 2F_e, D) stacked weights are one (D -> 2 K F_e) matmul) and one GEMM for the
@@ -64,7 +77,8 @@ class FinedeepConfig(DecoderConfig):
         router_norm: ``"none"`` (default, raw sigmoid weights), ``"sum_to_one"`` (g / Σ g) or
             ``"sum_to_k"`` (K g / Σ g).
         norm_placement: ``"pre"`` (default; RMSNorm before each sub-layer, the first one is the
-            decoder's post_attention_layernorm) or ``"post"`` (RMSNorm after each residual add).
+            decoder's post_attention_layernorm) or ``"post"`` (RMSNorm after each residual add,
+            so the layer output is normalised: (F1'), (F6') in the module docstring).
         residual_per_sublayer: residual connection around each sub-layer (default True).
     """
 
@@ -153,30 +167,37 @@ class FinedeepSubLayer(nn.Module):
         return act, act * up
 
     def gates(self, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """(F4)-(F5): u (..., D), z (..., K, F_e) -> g (..., K)."""
-        if self.router_input == "expert_output":
-            # r_k · e_k = r_k · (z_k W^down_k) = z_k · (W^down_k r_k): one (F_e,) vector per expert
-            # instead of the K outputs (..., K, D).
-            probe = torch.einsum("kfd,kd->kf", self.down_proj, self.router)  # (K, F_e)
-            logits = (z * probe.to(z.dtype)).sum(-1)  # (..., K)
-        else:
-            logits = F.linear(u, self.router)  # (..., K)
-        if self.router_act == "sigmoid":
-            scores = torch.sigmoid(logits)  # (F4)
-        else:
-            wide = torch.promote_types(logits.dtype, torch.float32)  # fp32 at least, fp64 stays
-            scores = torch.softmax(logits.to(wide), dim=-1).to(logits.dtype)
-        if self.router_norm == "sum_to_one":  # (F5)
-            scores = scores / scores.sum(-1, keepdim=True)
-        elif self.router_norm == "sum_to_k":
-            scores = self.num_experts * scores / scores.sum(-1, keepdim=True)
+        """(F4)-(F5): u (..., D), z (..., K, F_e) -> g (..., K) in at least fp32.
+
+        Computed outside autocast in ``promote_types(dtype, float32)``: bf16 models route in
+        fp32, fp64 tests in fp64.
+        """
+        wide = torch.promote_types(z.dtype, torch.float32)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            router = self.router.to(wide)
+            if self.router_input == "expert_output":
+                # r_k · e_k = r_k · (z_k W^down_k) = z_k · (W^down_k r_k): one (F_e,) vector per
+                # expert instead of the K outputs (..., K, D).
+                probe = torch.einsum("kfd,kd->kf", self.down_proj.to(wide), router)  # (K, F_e)
+                logits = (z.to(wide) * probe).sum(-1)  # (..., K)
+            else:
+                logits = F.linear(u.to(wide), router)  # (..., K)
+            if self.router_act == "sigmoid":
+                scores = torch.sigmoid(logits)  # (F4)
+            else:
+                scores = torch.softmax(logits, dim=-1)
+            if self.router_norm == "sum_to_one":  # (F5)
+                scores = scores / scores.sum(-1, keepdim=True)
+            elif self.router_norm == "sum_to_k":
+                scores = self.num_experts * scores / scores.sum(-1, keepdim=True)
         return scores
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Σ_k g_k E_k(u): (B, T, D) -> (B, T, D)."""
         _, z = self.hidden_activations(u)  # (B, T, K, F_e)
         if self.router is not None:
-            z = z * self.gates(u, z).unsqueeze(-1)  # fold g_k into expert k's hidden units
+            g = self.gates(u, z).to(z.dtype)  # (B, T, K), computed in >= fp32
+            z = z * g.unsqueeze(-1)  # fold g_k into expert k's hidden units
         k, f, d = self.num_experts, self.expert_hidden_size, self.hidden_size
         # (B, T, K F_e) @ (K F_e, D): the K down projections and the sum over k in one GEMM (F3)
         return z.flatten(-2) @ self.down_proj.view(k * f, d)
@@ -213,13 +234,30 @@ class FinedeepMLP(nn.Module):
             RMSNorm(config.hidden_size, config.rms_norm_eps) for _ in range(num_norms)
         )
 
+    def residual_stream(self, state: ForwardState | None) -> torch.Tensor:
+        """h_0, the residual stream before the FFN, from ``state.shared["residual"]``."""
+        if state is None or "residual" not in state.shared:
+            raise ValueError(
+                "FinedeepMLP with post-norm, or pre-norm with num_sublayers > 1, needs the "
+                "residual stream h_0 in state.shared['residual'] (the core DecoderLayer sets it)"
+            )
+        return state.shared["residual"]
+
     def forward(self, x: torch.Tensor, state: ForwardState | None = None) -> torch.Tensor:
+        """x̂ (B, T, D) -> the delta (B, T, D) that the decoder adds to h_0."""
         if self.norm_placement == "post":
-            h = x  # Post-LN chain starting from x̂
-            for sublayer, norm in zip(self.sublayers, self.norms):
-                y = sublayer(h)
-                h = norm(h + y if self.residual_per_sublayer else y)
-            return h
+            h0 = self.residual_stream(state)  # (B, T, D)
+            if self.residual_per_sublayer:
+                h, u = h0, x  # (F1') u_1 = x̂
+                for sublayer, norm in zip(self.sublayers, self.norms):
+                    h = norm(h + sublayer(u))  # (F6') h_m = RMSNorm_m(h_{m-1} + Σ_k g e)
+                    u = h  # (F1') u_{m+1} = h_m
+            else:
+                y = self.sublayers[0](x)
+                for sublayer, norm in zip(self.sublayers[1:], self.norms[:-1]):
+                    y = sublayer(norm(y))
+                h = self.norms[-1](h0 + y)  # the block's one residual add, then its norm
+            return h - h0  # the decoder adds h_0 back: layer output h_M
         if not self.residual_per_sublayer:
             y = self.sublayers[0](x)  # u_1 = x̂ (F1)
             for sublayer, norm in zip(self.sublayers[1:], self.norms):
@@ -227,12 +265,7 @@ class FinedeepMLP(nn.Module):
             return y
         delta = self.sublayers[0](x)  # (F1)-(F6) for m = 1, u_1 = x̂
         if self.num_sublayers > 1:
-            if state is None or "residual" not in state.shared:
-                raise ValueError(
-                    "FinedeepMLP with num_sublayers > 1 and pre-norm needs the residual stream "
-                    "h_0 in state.shared['residual'] (the core DecoderLayer sets it)"
-                )
-            h0 = state.shared["residual"]
+            h0 = self.residual_stream(state)
             for sublayer, norm in zip(self.sublayers[1:], self.norms):
                 # h_{m-1} = h_0 + Σ_{j<m} y_j; u_m = RMSNorm_m(h_{m-1}) (F1); delta += y_m (F6)
                 delta = delta + sublayer(norm(h0 + delta))

@@ -125,8 +125,10 @@ def _fit_kwargs(args: argparse.Namespace, defaults: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``repro-tsl-fit``: fit one run, print the summary, write JSON + PNG."""
+    from repro_core.results import write_json_atomic
+
     from .api import fit_run
-    from .report import format_fit_summary, plot_fit, write_json_atomic
+    from .report import format_fit_summary, plot_fit, to_json_ready
     from .run_data import RunFormatError
 
     defaults = default_settings()
@@ -146,9 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repro-tsl-fit: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(args.run) / "tsl"
-    json_path = write_json_atomic(
-        result, out / FIT_FILE
-    )  # files first: a closed stdout loses nothing
+    # files first: a closed stdout loses nothing
+    json_path = write_json_atomic(out / FIT_FILE, to_json_ready(result), indent=2)
     plot_path = plot_fit(result, out / FIT_PLOT)
     print(format_fit_summary(result))
     print(f"wrote {json_path} and {plot_path}")
@@ -157,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def rank_main(argv: list[str] | None = None) -> int:
     """``repro-tsl-rank``: rank several runs by predicted final loss, compare with measured."""
+    from repro_core.results import write_json_atomic
+
     from .ranking import rank_runs
-    from .report import format_ranking_summary, plot_ranking, write_json_atomic
+    from .report import format_ranking_summary, plot_ranking, to_json_ready
     from .run_data import RunFormatError
 
     defaults = default_settings()
@@ -176,9 +179,7 @@ def rank_main(argv: list[str] | None = None) -> int:
         print(f"repro-tsl-rank: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    json_path = write_json_atomic(
-        ranking, out / RANK_FILE
-    )  # files first: a closed stdout loses nothing
+    json_path = write_json_atomic(out / RANK_FILE, to_json_ready(ranking), indent=2)
     plot_path = plot_ranking(ranking, out / RANK_PLOT)
     print(format_ranking_summary(ranking))
     print(f"wrote {json_path} and {plot_path}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 
@@ -27,14 +26,6 @@ def to_json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def write_json_atomic(obj, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON (NaN -> null) through a temporary file and a rename."""
-    path = Path(path)
-    text = json.dumps(to_json_ready(obj), indent=2, allow_nan=False) + "\n"
-    write_bytes_atomic(path, text.encode())
-    return path
 
 
 def _save_figure_atomic(figure, path: Path) -> Path:

@@ -39,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from repro_core.claims import RULE, Claim, judge
+from repro_core.report import claims_table
+from repro_core.results import mean_std as core_mean_std
 from repro_core.results import replace_block, write_json_atomic, write_text_atomic
 
 from .api import TSL
@@ -123,14 +126,11 @@ def _run_is_complete(spec: RunSpec, preset: str) -> bool:
 
 
 def _train_in_process(spec: RunSpec, preset: str) -> None:
-    from accelerate.state import AcceleratorState, GradientState
-    from repro_core.train import Trainer
+    from repro_core.train import Trainer, reset_accelerate
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate()
     Trainer(_load_config(preset, spec.overrides), spec.run_dir).train()
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate()
 
 
 def _train_subprocess(spec: RunSpec, preset: str, threads: int) -> None:
@@ -314,10 +314,14 @@ def _stage1_r2(run, grid: Grid) -> dict:
 
 
 def _mean_std(values) -> dict:
-    vals = [v for v in values if v is not None and np.isfinite(v)]
-    if not vals:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    """Mean and sample std of the finite values; ``failed`` counts the others (a fit that could
+    not be made, or a non-finite prediction), which are reported beside the mean, never hidden."""
+    values = list(values)
+    stats = core_mean_std(v for v in values if v is not None and np.isfinite(v))
+    failed = len(values) - (stats["n"] if stats else 0)
+    if stats is None:
+        return {"mean": None, "std": None, "n": 0, "failed": failed}
+    return stats | {"failed": failed}
 
 
 def aggregate_prediction(specs, summaries, grid: Grid) -> dict:
@@ -416,105 +420,57 @@ def aggregate_ranking(specs, summaries, grid: Grid, finals: dict[str, float]) ->
     return out
 
 
-def _best_baseline(table: dict, metric: str, lower_is_better: bool) -> str | None:
-    candidates = [
-        (entry[metric]["mean"], name)
-        for name, entry in table.items()
-        if not name.startswith(TSL) and entry[metric]["mean"] is not None
-    ]
-    if not candidates:
-        return None
-    return (min if lower_is_better else max)(candidates)[1]
+CLAIM_PREDICTION = '"accurately predicts the test loss of LLMs across training steps" (abstract)'
+CLAIM_SELECTION = (
+    '"direct and efficient hyperparameter selection on the target LLM, such as data mixture '
+    'proportions" (abstract)'
+)
+
+
+def _value(v) -> float:
+    return float("nan") if v is None else float(v)
 
 
 def claims(
     prediction: dict, ranking: dict, grid: Grid, main_label: str = "main runs"
 ) -> list[dict]:
-    """The claims table rows; the verdict rules are :data:`VERDICT_RULES`."""
+    """Each law variant against the best baseline (trivial last-value included), judged by the
+    one rule of :mod:`repro_core.claims`: one row per fit window, replicates paired by run (loss
+    prediction: the same run fitted by both methods) or by seed (mixture ranking). A fit that
+    could not be made is a non-finite replicate: reported ("diverged"), never dropped."""
     rows = []
-    claim_1 = "accurately predicts the test loss of LLMs across training steps"
-    group_names = {"main": main_label, "mixtures": "mixture runs"}
     for group, windows in prediction.items():
+        label = main_label if group == "main" else "mixture runs"
+        values, methods = {}, []
         for key, table in windows.items():
-            best = _best_baseline(table, "mape", lower_is_better=True)
-            for variant in [TSL, *grid.tsl_variants]:
-                if variant not in table:
-                    continue
-                tsl = table[variant]
-                base = table.get(best) if best else None
-                last = table.get("last_value")
-                total = tsl["mape"]["n"] + tsl["failed"]
-                if tsl["mape"]["mean"] is None or tsl["failed"] > total / 2:
-                    verdict = (
-                        "not at this scale (the law could not be fitted in "
-                        f"{tsl['failed']} of {total} runs)"
-                    )
-                elif base and tsl["mape"]["mean"] < base["mape"]["mean"]:
-                    verdict = "reproduced"
-                elif last and tsl["mape"]["mean"] > last["mape"]["mean"]:
-                    verdict = "contradicted"
-                else:
-                    verdict = "not at this scale"
-                if tsl["failed"] and "could not be fitted" not in verdict:
-                    verdict += f" ({tsl['failed']} of {total} runs could not be fitted)"
-                rows.append(
-                    {
-                        "claim": claim_1,
-                        "metric": f"held-out MAPE % ({group_names[group]}, fit on first {float(key):.0%})",
-                        "method": variant,
-                        "method_value": tsl["mape"],
-                        "baseline": best,
-                        "baseline_value": base["mape"] if base else None,
-                        "verdict": verdict,
-                        "default_forms": variant == TSL,
-                    }
-                )
-    claim_2 = "direct and efficient hyperparameter selection on the target LLM, such as data mixture proportions"
-    for key, table in (ranking.get("windows") or {}).items():
-        best = _best_baseline(table, "spearman", lower_is_better=False)
-        for variant in [TSL, *grid.tsl_variants]:
-            if variant not in table:
-                continue
-            tsl = table[variant]
-            rho = tsl["spearman"]["mean"]
-            if rho is None:
-                verdict = "not at this scale (the law could not be fitted for any seed)"
-            elif rho >= 0.8:
-                verdict = "reproduced"
-            elif rho <= 0.0:
-                verdict = "contradicted"
-            else:
-                verdict = "not at this scale"
-            rows.append(
-                {
-                    "claim": claim_2,
-                    "metric": f"Spearman rho, predicted vs measured final loss of {len(ranking['weights'])} mixtures (fit on first {float(key):.0%}); top-1 hits",
-                    "method": variant,
-                    "method_value": tsl["spearman"],
-                    "method_top1": f"{tsl['top1_hits']}/{len(grid.mixture_seeds) - tsl['failed_seeds']}",
-                    "baseline": best,
-                    "baseline_value": table[best]["spearman"] if best else None,
-                    "baseline_top1": (
-                        f"{table[best]['top1_hits']}/{len(grid.mixture_seeds) - table[best]['failed_seeds']}"
-                        if best
-                        else None
-                    ),
-                    "verdict": verdict,
-                    "default_forms": variant == TSL,
+            for method, entry in table.items():
+                runs = sorted(entry["per_run_mape"])
+                values[(method, key)] = {
+                    i: _value(entry["per_run_mape"][n]) for i, n in enumerate(runs)
                 }
+                methods += [method] if method not in methods else []
+        baselines = tuple(m for m in methods if not m.startswith(TSL))
+        for variant in [TSL, *grid.tsl_variants]:
+            if variant in methods:
+                claim = Claim(f"{CLAIM_PREDICTION}, {label}", "held-out MAPE %", variant, baselines)
+                rows.append(judge(claim, values, list(windows)) | {"default_forms": variant == TSL})
+    ranking_windows = ranking.get("windows") or {}
+    values, methods = {}, []
+    for key, table in ranking_windows.items():
+        for method, entry in table.items():
+            values[(method, key)] = {
+                int(seed): _value(r.get("spearman")) for seed, r in entry["per_seed"].items()
+            }
+            methods += [method] if method not in methods else []
+    baselines = tuple(m for m in methods if not m.startswith(TSL))
+    for variant in [TSL, *grid.tsl_variants]:
+        if variant in methods:
+            claim = Claim(CLAIM_SELECTION, "Spearman rho, predicted vs measured final loss of the "
+                          "mixtures", variant, baselines, lower_is_better=False)  # fmt: skip
+            rows.append(
+                judge(claim, values, list(ranking_windows)) | {"default_forms": variant == TSL}
             )
     return rows
-
-
-VERDICT_RULES = (
-    "Verdict rules. Loss prediction: *reproduced* when the law's mean held-out MAPE is below the "
-    "best baseline's (the baseline with the lowest mean MAPE in that row's window), *contradicted* "
-    "when it is above the last-value predictor's (no better than assuming the loss stops falling), "
-    "else *not at this scale*. Mixture selection: *reproduced* when the mean Spearman rho between "
-    "predicted and measured final losses is >= 0.8, *contradicted* when it is <= 0, else *not at "
-    "this scale*. Means +/- std over runs (loss prediction: 3 seeds on wikitext-2, or all mixture "
-    "runs) or over seeds (mixture selection)."
-)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -626,26 +582,14 @@ def results_markdown(results: dict) -> str:
 
 
 def claims_markdown(results: dict) -> list[str]:
-    lines = [
-        "## Claims",
-        "",
-        "| claim (quoted) | metric | method | method | best baseline | baseline | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in results["claims"]:
-        method_value = _fmt(row["method_value"])
-        base_value = _fmt(row["baseline_value"])
-        if "method_top1" in row:
-            method_value += f" (top-1 {row['method_top1']})"
-            if row.get("baseline_top1"):
-                base_value += f" (top-1 {row['baseline_top1']})"
-        label = row["method"] + ("" if row["default_forms"] else " (variant, see above)")
-        lines.append(
-            f'| "{row["claim"]}" | {row["metric"]} | {label} | {method_value} | '
-            f"{row['baseline'] or 'n/a'} | {base_value} | {row['verdict']} |"
-        )
-    lines += ["", VERDICT_RULES, ""]
-    return lines
+    table = claims_table({"claims": results["claims"], "runs": [], "metrics": []})
+    note = (
+        "Settings are the fit windows (share of training the fit sees). Replicates: loss "
+        "prediction, the runs (each fitted by the law and by every baseline, paired by run); "
+        "mixture selection, the seeds. Several baselines: the best one at each window, last value "
+        "included. 'diverged' here means the law could not be fitted for some replicate."
+    )
+    return ["## Claims", "", RULE, "", note, "", table, ""]
 
 
 def _group_names(results: dict) -> dict[str, str]:
@@ -894,6 +838,17 @@ def stage1_note(results: dict) -> str:
 def write_reports(results: dict, out: Path, readme: Path | None) -> None:
     """results.md and (optionally) the README block, from results.json (claims recomputed)."""
     grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["grid"].items()})
+    for windows in results["prediction"].values():  # seed statistics from the per-run values
+        for table in windows.values():
+            for entry in table.values():
+                entry["mape"] = _mean_std(entry["per_run_mape"].values())
+    for table in (results["ranking"].get("windows") or {}).values():
+        for entry in table.values():
+            ok = [v for v in entry["per_seed"].values() if not v["failed"]]
+            for metric in ("spearman", "kendall", "regret"):
+                entry[metric] = _mean_std(
+                    [v[metric] for v in ok] + [None] * (len(entry["per_seed"]) - len(ok))
+                )
     results["stage1_note"] = stage1_note(results)
     results["claims"] = claims(
         results["prediction"], results["ranking"], grid, results["config"]["data"]["corpus"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from repro_core.config import ConfigError, ModelConfig, check, resolve_base
+from repro_core.config import ModelConfig, check, resolve_base
 
 from .convert import INIT_METHODS
 
@@ -28,7 +28,9 @@ class UniAttnModelConfig(ModelConfig):
     ridge ``ridge``. ``stage1_steps`` > 0: first train only W_c for that many steps (stage 1),
     then everything for ``train.max_steps`` (stage 2, fresh optimizer), as the paper's
     two-stage post-training; ``stage1_train_lm_head`` also trains the head in stage 1 (an
-    official-code quirk, off by default).
+    official-code quirk, off by default). Stage 1 exists only where there is a W_c
+    (``variant: uniattn``): the other variants have nothing to train in it and skip it, so one
+    preset (``tiny`` sets ``stage1_steps: 100``) serves every arm (see :attr:`runs_stage1`).
     """
 
     variant: Literal["base", "uniattn", "softmax", "cla"] = "uniattn"
@@ -63,11 +65,11 @@ class UniAttnModelConfig(ModelConfig):
         check(
             self.stage1_steps >= 0, "model.stage1_steps", self.stage1_steps, ">= 0 (0 = one stage)"
         )
-        if self.stage1_steps and self.variant != "uniattn":
-            raise ConfigError(
-                f"model.stage1_steps={self.stage1_steps} is only meaningful with "
-                "model.variant=uniattn (stage 1 trains W_c only); set it to 0"
-            )
+
+    @property
+    def runs_stage1(self) -> bool:
+        """Whether the W_c-only stage 1 runs: ``stage1_steps`` > 0 and the variant has a W_c."""
+        return self.stage1_steps > 0 and self.variant == "uniattn"
 
     def uniattn_kwargs(self) -> dict:
         return dict(

@@ -300,17 +300,15 @@ class UniAttnAttention(Attention):
         return out
 
     def forward_reusing_kv(self, x, position_embeddings, attention_mask, state):
-        """CLA baseline: own queries, the root's (cached) post-RoPE keys and values."""
+        """CLA baseline: own queries, the root's (cached) post-RoPE keys and values (no W_c:
+        a compensation exists only with ``sharing="softmax"``)."""
         B, T, _ = x.shape
         k, v = state.shared[f"uniattn_kv_{self.root}"]
         q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         cos, sin = position_embeddings
         q = apply_rotary(q, cos, sin)
         out = sdpa(q, k, v, attention_mask, self.dropout if self.training else 0.0)
-        out = self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
-        if self.compensation is not None:
-            out = out + self.compensation(x)
-        return out
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
 
     def attention_flops_per_token(self, seq_len: int) -> float:
         """QK^T + PV, or PV only for a layer that reuses P."""

@@ -11,7 +11,8 @@
 With ``model.variant=uniattn`` the W_c of each reusing layer is first fitted by sequential least
 squares on ``model.calibration_blocks`` training blocks (``model.compensation_init``). With
 ``model.stage1_steps`` > 0, stage 1 (W_c only) runs in ``<run-dir>/stage1`` and stage 2 (full
-fine-tuning, fresh optimizer, ``train.max_steps``) in ``<run-dir>``.
+fine-tuning, fresh optimizer, ``train.max_steps``) in ``<run-dir>``; the other variants have no
+W_c and skip stage 1 (the ``tiny`` preset's ``stage1_steps`` applies to ``uniattn`` only).
 """
 
 from __future__ import annotations
@@ -23,18 +24,10 @@ from pathlib import Path
 
 from repro_core.config import load_config, package_preset_dirs, resolve_base
 from repro_core.data import get_tokenizer, resolve_corpus
-from repro_core.train import Trainer, build_arg_parser, list_checkpoints
+from repro_core.train import Trainer, build_arg_parser, list_checkpoints, reset_accelerate
 
 from .config import UniAttnModelConfig, is_uniattn_checkpoint
 from .task import resolve_task_corpus
-
-
-def reset_accelerate() -> None:
-    """Forget the accelerate singletons so another Trainer can start in this process."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def build_model(cfg, tokenizer, log=print):
@@ -79,7 +72,12 @@ def run(cfg, run_dir: Path, resume: bool = False) -> dict:
     m = cfg.model
     tokenizer = run_tokenizer(cfg)
     run_dir = Path(run_dir)
-    if m.stage1_steps:
+    if m.stage1_steps and not m.runs_stage1:
+        print(
+            f"[uniattn] model.variant={m.variant} has no W_c: stage 1 "
+            f"(model.stage1_steps={m.stage1_steps}) is skipped, training runs train.max_steps"
+        )
+    if m.runs_stage1:
         stage1_dir = run_dir / "stage1"
         if not (resume and (stage1_dir / "results.json").is_file()):
             trainable = "compensation" + ("|lm_head" if m.stage1_train_lm_head else "")
