@@ -233,11 +233,21 @@ def get_tokenizer(spec: str, corpus: Corpus | None = None):
     under the cache dir, keyed by the corpus fingerprint); anything else is passed to
     ``AutoTokenizer.from_pretrained`` (a local directory, e.g. ``$REPRO_DATA_DIR/gpt2-tokenizer``,
     or a hub id). ``$REPRO_DATA_DIR`` in the spec is expanded.
+
+    Plug-ins: a distribution that declares ``KIND = "module:function"`` in the entry-point group
+    ``repro.tokenizers`` makes ``KIND:REST`` resolve to ``function(REST, corpus)`` (a HF
+    tokenizer). Plug-in modules are imported before a directory is loaded, so the tokenizer
+    classes they register with ``AutoTokenizer`` load from saved runs too.
     """
+    from importlib.metadata import entry_points
+
     from transformers import AutoTokenizer
 
     spec = os.path.expandvars(spec)
     kind, _, size = spec.partition(":")
+    plugins = {ep.name: ep for ep in entry_points(group="repro.tokenizers")}
+    if kind in plugins and kind not in ("bpe", "sentencepiece"):
+        return plugins[kind].load()(size, corpus)
     if kind in ("bpe", "sentencepiece") and size:
         if not size.isdigit() or int(size) < 260:
             raise ValueError(f"tokenizer {spec!r}: the size after ':' must be an integer >= 260")
@@ -252,6 +262,8 @@ def get_tokenizer(spec: str, corpus: Corpus | None = None):
             _atomic_dir(out, lambda tmp: trainer(texts, int(size), tmp))
         return AutoTokenizer.from_pretrained(str(out))
     if Path(spec).is_dir() or "/" in spec or not Path(spec).suffix:
+        for ep in plugins.values():  # their AutoTokenizer registrations
+            ep.load()
         try:
             return AutoTokenizer.from_pretrained(spec)
         except OSError as exc:
@@ -259,7 +271,10 @@ def get_tokenizer(spec: str, corpus: Corpus | None = None):
                 f"tokenizer {spec!r} could not be loaded ({exc}). Use bpe:N, sentencepiece:N, or a "
                 "directory holding a HF tokenizer (tokenizer.json or vocab.json + merges.txt)."
             ) from exc
-    raise ValueError(f"tokenizer {spec!r}: expected bpe:N, sentencepiece:N or a HF tokenizer dir")
+    raise ValueError(
+        f"tokenizer {spec!r}: expected bpe:N, sentencepiece:N, a HF tokenizer dir, or a plug-in "
+        f"KIND:... with KIND in {sorted(plugins)}"
+    )
 
 
 def train_bpe_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
