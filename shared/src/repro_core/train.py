@@ -179,6 +179,15 @@ def latest_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) 
 # Accelerator
 
 
+def reset_accelerate() -> None:
+    """Forget Accelerate's process-wide state, so that several Trainers can run one after the
+    other in one process (a grid run in process, tests)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
 def make_accelerator(train_cfg):
     """An Accelerator that really sees every process, on GPU or CPU, with or without DeepSpeed.
 

@@ -1,0 +1,490 @@
+"""Run an experiment grid declared as data: arms x settings x seeds.
+
+A package's ``reproduce.py`` declares its grid and its claims and hands them to :func:`main`::
+
+    GRID = Grid(package="finedeep", arms=(Arm("dense", ("model.variant=dense",)), ...),
+                run=run_one, metrics=(Metric("val_perplexity", "val PPL", True, 2),))
+    CLAIMS = (Claim('"..." (abstract)', "val_perplexity", "finedeep-2x4", "dense"),)
+
+    def main(argv=None):
+        return run_experiment(GRID, CLAIMS, argv)
+
+The core does the rest: every (arm, setting, seed) runs in a fresh single-thread worker process
+(``--jobs`` of them in parallel); a run whose directory holds ``result.json`` is finished and
+skipped, so a killed grid resumes without redoing finished runs; each run is stamped (commit,
+versions, hardware, load average, wall time); the per-run metrics are collected into
+``results.json``; claims are judged by :mod:`repro_core.claims`; :mod:`repro_core.report` writes
+``results.md``, the plot and the README block, and ``--report-only`` rebuilds them from
+``results.json`` alone.
+
+Run directories: ``$REPRO_RUNS_DIR/<package>/<preset>/<arm>[@<setting>][+<overrides hash>]/seed<seed>``
+(``REPRO_RUNS_DIR`` defaults to ``runs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+from .claims import Claim, judge
+from .results import write_json_atomic
+
+RESULT_FILE = "result.json"
+
+
+class ExperimentError(ValueError):
+    """A user error in a grid invocation (unknown arm, bad seeds, missing results)."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a grid: the preset (the grid's by default) with ``--set`` overrides."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+        if not self.name or any(c in self.name for c in "/@+ "):
+            raise ValueError(f"arm name {self.name!r}: use letters, digits, '-', '_', '.'")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-run metric shown in the results table (``key`` in the run's returned dict)."""
+
+    key: str
+    label: str = ""
+    lower_is_better: bool | None = None
+    digits: int = 4
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run function receives. ``overrides`` = arm + setting + ``seed=`` + ``--set``."""
+
+    package: str
+    arm: str
+    setting: str
+    seed: int
+    preset: str
+    overrides: tuple[str, ...]
+    run_dir: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An experiment declared as data.
+
+    Args:
+        package: the package slug (results go to ``packages/<slug>/results/<preset>/``).
+        arms: the arms compared.
+        run: a top-level function ``(RunSpec) -> dict`` (pickled by name for the workers).
+        seeds: default seeds (>= 3 for a verdict).
+        settings: an optional axis, label -> overrides applied to every arm (``{"": ()}``: none).
+        metrics: the columns of the results table.
+        title: the heading of results.md.
+        description: a paragraph under the heading (what is compared, at equal what).
+    """
+
+    package: str
+    arms: tuple[Arm, ...]
+    run: Callable[[RunSpec], dict]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    settings: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"": ()})
+    metrics: tuple[Metric, ...] = ()
+    title: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.arms]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"Grid {self.package!r}: duplicate arm names {dupes}")
+        if not self.settings:
+            object.__setattr__(self, "settings", {"": ()})
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise ExperimentError(f"unknown arm {name!r}; arms: {[a.name for a in self.arms]}")
+
+    def package_root(self) -> Path:
+        """``packages/<slug>`` in a checkout (the folder above ``src/``)."""
+        module = sys.modules[self.run.__module__]
+        return Path(module.__file__).resolve().parents[2]
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("REPRO_RUNS_DIR", "runs"))
+
+
+def run_dir(grid: Grid, preset: str, arm: str, setting: str, seed: int, extra=()) -> Path:
+    name = arm + (f"@{setting}" if setting else "")
+    if extra:
+        name += "+" + hashlib.sha256("\n".join(extra).encode()).hexdigest()[:8]
+    return runs_root() / grid.package / preset / name / f"seed{seed}"
+
+
+def make_spec(grid: Grid, preset: str, arm: str, setting: str, seed: int, extra=()) -> RunSpec:
+    a = grid.arm(arm)
+    overrides = (*a.overrides, *grid.settings[setting], f"seed={seed}", *extra)
+    return RunSpec(
+        package=grid.package,
+        arm=arm,
+        setting=setting,
+        seed=seed,
+        preset=a.preset or preset,
+        overrides=tuple(overrides),
+        run_dir=str(run_dir(grid, preset, arm, setting, seed, extra)),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Stamps
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+@functools.cache
+def _versions() -> dict:
+    from importlib import metadata
+
+    names = ("torch", "transformers", "accelerate", "datasets", "tokenizers", "numpy")
+    out = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        if name.startswith("repro-") or name in names:
+            out[name] = dist.version
+    return dict(sorted(out.items()))
+
+
+def hardware() -> str:
+    """``x86_64, 2 CPU cores[, GPU name]`` (no torch import unless it is loaded already)."""
+    text = f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def _init_worker() -> None:
+    """Single-thread workers: the grid's parallelism is across runs, not inside one."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def execute(grid_run: Callable[[RunSpec], dict], spec: RunSpec, commit: str | None) -> dict:
+    """Run one spec, stamp it and write ``result.json`` atomically (the 'finished' marker)."""
+    torch = sys.modules.get("torch")  # a run that needs torch imports it; workers get 1 thread
+    if torch is not None:
+        torch.set_num_threads(1)
+    load_start = os.getloadavg()[0]
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t0 = time.perf_counter()
+    Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
+    metrics = grid_run(spec)
+    if not isinstance(metrics, dict):
+        raise TypeError(f"{grid_run.__qualname__} returned {type(metrics).__name__}, not a dict")
+    stamp = {
+        "commit": commit,
+        "versions": _versions(),
+        "hardware": hardware(),
+        "threads": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else 1,
+        "load_average_start": round(load_start, 2),
+        "load_average_end": round(os.getloadavg()[0], 2),
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "started": started,
+    }
+    record = {"spec": asdict(spec), "metrics": metrics, "stamp": stamp}
+    write_json_atomic(Path(spec.run_dir) / RESULT_FILE, record)
+    return record
+
+
+def _execute_in_worker(grid_run, spec: RunSpec, commit) -> dict:
+    _init_worker()
+    return execute(grid_run, spec, commit)
+
+
+def load_result(spec: RunSpec) -> dict | None:
+    """The finished run's record, or None. A record made with other overrides is an error: the
+    grid's declaration changed, and silently reusing (or replacing) that run would be wrong."""
+    path = Path(spec.run_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if tuple(record["spec"]["overrides"]) != spec.overrides:
+        raise ExperimentError(
+            f"{path} was made with overrides {record['spec']['overrides']}, the grid now asks "
+            f"for {list(spec.overrides)}: remove that run directory or set REPRO_RUNS_DIR"
+        )
+    return record
+
+
+def run_grid(grid: Grid, specs: Sequence[RunSpec], jobs: int = 1, log=print) -> tuple[list, list]:
+    """Run every spec that has no finished record; returns (records, failures).
+
+    ``jobs >= 1``: that many worker processes, each run in a fresh one (clean global state:
+    Accelerate, torch threads); ``jobs == 0``: in this process, one after the other.
+    """
+    records, todo, failures = {}, [], []
+    for spec in specs:
+        rec = load_result(spec)
+        if rec is None:
+            todo.append(spec)
+        else:
+            records[spec.run_dir] = rec
+    log(f"[grid] {grid.package}: {len(specs)} runs, {len(records)} finished, {len(todo)} to run")
+    commit = _git_commit()
+
+    def done(spec, rec, i):
+        records[spec.run_dir] = rec
+        m = ", ".join(
+            f"{k} {v:.4g}" for k, v in rec["metrics"].items() if isinstance(v, float | int)
+        )
+        log(f"[grid] {i}/{len(todo)} {spec.arm} {spec.setting} seed {spec.seed}: {m[:160]} "
+            f"({rec['stamp']['wall_seconds']:.0f} s)")  # fmt: skip
+
+    if jobs == 0:
+        for i, spec in enumerate(todo, 1):
+            if "accelerate" in sys.modules:  # a previous run's Trainer: forget its state
+                from .train import reset_accelerate
+
+                reset_accelerate()
+            done(spec, execute(grid.run, spec, commit), i)
+    elif todo:
+        ctx = get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+            futures = {pool.submit(_execute_in_worker, grid.run, s, commit): s for s in todo}
+            for i, fut in enumerate(as_completed(futures), 1):
+                spec = futures[fut]
+                try:
+                    done(spec, fut.result(), i)
+                except Exception as exc:  # a bug in one run: report it, keep the others
+                    failures.append((spec, "".join(traceback.format_exception(exc))))
+                    log(f"[grid] FAILED {spec.arm} {spec.setting} seed {spec.seed}: {exc!r}")
+    ordered = [records[s.run_dir] for s in specs if s.run_dir in records]
+    return ordered, failures
+
+
+# ----------------------------------------------------------------------------------------------
+# results.json
+
+
+def per_seed_values(runs: list[dict], metric: str) -> dict[tuple[str, str], dict[int, float]]:
+    """``{(arm, setting): {seed: value}}`` of one metric (dotted keys reach nested dicts)."""
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for r in runs:
+        value = r["metrics"]
+        for part in metric.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        out.setdefault((r["arm"], r["setting"]), {})[int(r["seed"])] = float(value)
+    return out
+
+
+def judge_claims(claims: Sequence[Claim], runs: list[dict], settings: Sequence[str]) -> list:
+    return [judge(c, per_seed_values(runs, c.metric), list(settings)) for c in claims]
+
+
+def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, command, wall, jobs):
+    runs = [
+        {
+            "arm": r["spec"]["arm"],
+            "setting": r["spec"]["setting"],
+            "seed": r["spec"]["seed"],
+            "overrides": r["spec"]["overrides"],
+            "run_dir": r["spec"]["run_dir"],
+            "metrics": r["metrics"],
+            "stamp": r["stamp"],
+        }
+        for r in records
+    ]
+    return {
+        "package": grid.package,
+        "preset": preset,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "command": command,
+        "hardware": hardware(),
+        "jobs": jobs,
+        "wall_seconds": round(wall, 1),
+        "grid": {
+            "arms": [asdict(grid.arm(a)) for a in arms],
+            "settings": {s: list(grid.settings[s]) for s in settings},
+            "seeds": list(seeds),
+            "extra_overrides": list(extra),
+        },
+        "metrics": [asdict(m) for m in grid.metrics],
+        "runs": runs,
+        "claims": judge_claims(claims, runs, settings),
+        "extra": {},
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+
+
+def _parse(grid: Grid, argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog=f"python -m repro_{grid.package}.reproduce",
+        description=grid.title or f"{grid.package} experiment grid",
+    )
+    p.add_argument("--preset", default="tiny", help="preset of every arm (default tiny)")
+    p.add_argument("--seeds", default=",".join(map(str, grid.seeds)), help="comma-separated")
+    p.add_argument("--arms", default=None, help=f"subset of {[a.name for a in grid.arms]}")
+    p.add_argument("--settings", default=None, help=f"subset of {list(grid.settings)}")
+    p.add_argument("--jobs", type=int, default=1, help="parallel single-thread worker processes")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override for every run (its runs get their own directories)")  # fmt: skip
+    p.add_argument("--out", default=None, help="results folder (default results/<preset>)")
+    p.add_argument(
+        "--report-only", action="store_true", help="rebuild the report from results.json"
+    )
+    return p.parse_args(argv)
+
+
+def _select(names: str | None, allowed: Sequence[str], what: str) -> list[str]:
+    if names is None:
+        return list(allowed)
+    chosen = [n for n in names.split(",")] if names else [""]
+    unknown = [n for n in chosen if n not in allowed]
+    if unknown:
+        raise ExperimentError(f"unknown {what} {unknown}; allowed: {list(allowed)}")
+    return chosen
+
+
+def main(
+    grid: Grid,
+    claims: Sequence[Claim] = (),
+    argv: Sequence[str] | None = None,
+    sections: Callable[[dict], list[str]] | None = None,
+    finalize: Callable[[dict], dict] | None = None,
+) -> int:
+    """The ``reproduce.py`` command line of a package (see the module docstring)."""
+    from . import report
+
+    args = _parse(grid, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ExperimentError(f"--seeds {args.seeds!r}: expected integers like 0,1,2") from None
+        arms = _select(args.arms, [a.name for a in grid.arms], "arm(s)")
+        settings = _select(args.settings, list(grid.settings), "setting(s)")
+        for c in claims:
+            unknown = [a for a in c.arms if a not in [x.name for x in grid.arms]]
+            if unknown:
+                raise ValueError(f"claim {c.text[:40]!r} names unknown arm(s) {unknown}")
+        if args.jobs < 0:
+            raise ExperimentError(f"--jobs {args.jobs}: expected 0 (in process) or more")
+        default_out = grid.package_root() / "results" / args.preset
+        out = Path(args.out) if args.out else default_out
+        readme = grid.package_root() / "README.md" if out == default_out else None
+        if args.report_only:
+            path = out / "results.json"
+            if not path.is_file():
+                raise ExperimentError(f"--report-only: no {path}; run the grid first")
+            results = json.loads(path.read_text())
+            settings = list(results["grid"]["settings"])
+            results["claims"] = judge_claims(claims, results["runs"], settings)
+            report.write(grid, results, out, readme=readme, sections=sections)
+            print(f"[grid] rebuilt {out / 'results.md'} from {path}")
+            return 0
+    except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    specs = [
+        make_spec(grid, args.preset, arm, setting, seed, tuple(args.overrides))
+        for arm in arms
+        for setting in settings
+        for seed in seeds
+    ]
+    start = time.perf_counter()
+    try:
+        records, failures = run_grid(grid, specs, jobs=args.jobs)
+    except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = f"python -m repro_{grid.package}.reproduce " + " ".join(argv)
+    results = collect(
+        grid, claims, records, preset=args.preset, seeds=seeds, arms=arms, settings=settings,
+        extra=args.overrides, command=command.strip(), wall=time.perf_counter() - start,
+        jobs=args.jobs,
+    )  # fmt: skip
+    if finalize is not None:
+        results["extra"] = finalize(results)
+    report.write(grid, results, out, readme=readme, sections=sections)
+    print(f"[grid] wrote {out / 'results.md'} ({(time.perf_counter() - start) / 60:.1f} min)")
+    for spec, tb in failures:
+        print(
+            f"[grid] run {spec.arm} {spec.setting} seed {spec.seed} failed:\n{tb}", file=sys.stderr
+        )
+    return 1 if failures else 0
+
+
+def train_run(spec: RunSpec, model_config_cls=None, preset_dirs=None, **trainer_kwargs):
+    """Train ``spec`` with the core Trainer; returns ``(trainer, results)``.
+
+    A run directory left by a killed run is resumed from its latest complete checkpoint (or
+    restarted from step 0 when it has none): the grid owns its run directories.
+    """
+    from .config import ModelConfig, load_config
+    from .train import Trainer, latest_checkpoint
+
+    cfg = load_config(
+        spec.preset,
+        [*spec.overrides, f"name={spec.arm}", "train.progress=false"],
+        model_config_cls or ModelConfig,
+        preset_dirs,
+    )
+    resume = latest_checkpoint(spec.path) is not None
+    if not resume and (spec.path / "metrics.jsonl").exists():
+        (spec.path / "metrics.jsonl").unlink()
+    trainer = Trainer(cfg, spec.path, **trainer_kwargs)
+    return trainer, trainer.train(resume=resume)
+
+
+__all__ = [
+    "Arm",
+    "ExperimentError",
+    "Grid",
+    "Metric",
+    "RunSpec",
+    "judge_claims",
+    "main",
+    "per_seed_values",
+    "run_grid",
+    "train_run",
+]

@@ -1,0 +1,128 @@
+"""repro_core.experiment: a grid declared as data runs, resumes after a kill, and reports."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # spawned workers inherit sys.path and import the fixture by name
+import experiment_fixture as fx  # noqa: E402
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("GRID_LOG", str(tmp_path / "starts.log"))
+    monkeypatch.setenv("GRID_SLEEP", "0")
+    return tmp_path
+
+
+def starts(tmp_path):
+    log = tmp_path / "starts.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_grid_runs_every_cell_once_and_judges_the_claims(env):
+    out = env / "results"
+    assert fx.main(["--jobs", "0", "--out", str(out)]) == 0
+    assert len(starts(env)) == 3 * 2 * 3
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 18
+    run = results["runs"][0]
+    assert set(run["stamp"]) >= {"commit", "versions", "hardware", "wall_seconds",
+                                 "load_average_start", "load_average_end"}  # fmt: skip
+    assert run["overrides"][-1] == f"seed={run['seed']}"
+    better, same = results["claims"]
+    assert [r["setting"] for r in better["rows"]] == ["V1k", "V2k"]
+    assert better["verdict"] == "reproduced"  # method is 0.5 (1.0 at V2k) lower for every seed
+    assert same["verdict"] == "reproduced"  # identical values: CI [0, 0] inside +-0.01
+    md = (out / "results.md").read_text()
+    assert "paired, 3" in md and "**reproduced**" in md
+    assert (out / "results.png").stat().st_size > 0
+    # a second invocation finds every run finished and starts none
+    assert fx.main(["--jobs", "0", "--out", str(out)]) == 0
+    assert len(starts(env)) == 18
+
+
+def test_parallel_workers_give_the_same_results_as_in_process(env):
+    fx.main(
+        ["--jobs", "0", "--out", str(env / "a"), "--arms", "baseline,method", "--settings", "V1k"]
+    )
+    os.environ["REPRO_RUNS_DIR"] = str(env / "runs2")
+    fx.main(
+        ["--jobs", "2", "--out", str(env / "b"), "--arms", "baseline,method", "--settings", "V1k"]
+    )
+    a, b = (json.loads((env / d / "results.json").read_text()) for d in "ab")
+    assert [r["metrics"] for r in a["runs"]] == [r["metrics"] for r in b["runs"]]
+    assert a["claims"][0]["rows"] == b["claims"][0]["rows"]
+
+
+def test_a_killed_grid_resumes_and_runs_only_the_rest(env):
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import experiment_fixture as f; "
+        f"sys.exit(f.main(['--jobs', '0', '--out', {str(env / 'out')!r}, '--settings', 'V1k']))"
+    )
+    proc_env = os.environ | {"GRID_SLEEP": "0.6"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=proc_env)
+    runs = Path(os.environ["REPRO_RUNS_DIR"])
+    deadline = time.time() + 120
+    while len(list(runs.rglob("result.json"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    finished = len(list(runs.rglob("result.json")))
+    assert 3 <= finished < 9, "the grid was not killed half way"
+    first = len(starts(env))
+    proc = subprocess.run([sys.executable, "-c", code], env=os.environ | {"GRID_SLEEP": "0"})
+    assert proc.returncode == 0
+    restarted = starts(env)[first:]
+    assert len(restarted) == 9 - finished  # only the unfinished runs started again
+    results = json.loads((env / "out" / "results.json").read_text())
+    assert len(results["runs"]) == 9
+
+
+def test_report_only_rebuilds_the_report_byte_for_byte(env):
+    out = env / "results"
+    fx.main(["--jobs", "0", "--out", str(out)])
+    before = {p: (out / p).read_bytes() for p in ("results.md", "results.json", "results.png")}
+    (out / "results.md").write_text("edited by hand\n")
+    assert fx.main(["--report-only", "--out", str(out)]) == 0
+    after = {p: (out / p).read_bytes() for p in ("results.md", "results.json", "results.png")}
+    assert after == before
+
+
+def test_a_run_made_with_other_overrides_is_never_reused_silently(env, capsys):
+    out = env / "results"
+    fx.main(["--jobs", "0", "--out", str(out), "--arms", "baseline", "--settings", "V1k"])
+    record = next(Path(os.environ["REPRO_RUNS_DIR"]).rglob("result.json"))
+    data = json.loads(record.read_text())
+    data["spec"]["overrides"] = ["model.x=99", *data["spec"]["overrides"][1:]]
+    record.write_text(json.dumps(data))
+    code = fx.main(["--jobs", "0", "--out", str(out), "--arms", "baseline", "--settings", "V1k"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "model.x=99" in err[0]
+
+
+def test_user_errors_are_one_line(env, capsys):
+    assert fx.main(["--arms", "nope"]) == 2
+    assert fx.main(["--seeds", "a,b"]) == 2
+    assert fx.main(["--report-only", "--out", str(env / "empty")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+
+
+def test_extra_overrides_get_their_own_run_directories(env):
+    fx.main(["--jobs", "0", "--out", str(env / "a"), "--arms", "baseline", "--settings", "V1k"])
+    fx.main(["--jobs", "0", "--out", str(env / "b"), "--arms", "baseline", "--settings", "V1k",
+             "--set", "train.lr=1e-3"])  # fmt: skip
+    assert len(starts(env)) == 6
+    dirs = sorted(
+        p.parent.parent.name for p in Path(os.environ["REPRO_RUNS_DIR"]).rglob("result.json")
+    )
+    assert dirs[0] == "baseline@V1k" and dirs[-1].startswith("baseline@V1k+")
