@@ -144,7 +144,8 @@ class MMNTPForCausalLM(DecoderLM):
                 logits.view(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100
             )
             loss = lm_loss
-            if latent_target_index is not None and latent_pred is not None:
+            has_targets = latent_target_index is not None and bool((latent_target_index >= 0).any())
+            if has_targets and latent_pred is not None:
                 # continuous token prediction: ||f(h_t) - z_{t+1}||^2 (survey section 4.1, L_CTP)
                 use = latent_target_index >= 0
                 target = latent_inputs.flatten(0, 1)[latent_target_index[use]]
