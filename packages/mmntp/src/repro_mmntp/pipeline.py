@@ -190,9 +190,9 @@ def train_lm(ctx: Context, s: SequenceSet, seed: int, log=print) -> tuple[MMNTPF
         opt.step()
         tokens += b["input_ids"].numel()
         if tc.log_every and ((step + 1) % tc.log_every == 0 or step + 1 == tc.max_steps):
-            history.append({"step": step + 1, "loss": float(out.loss)})
+            history.append({"step": step + 1, "loss": out.loss.item()})
             if tc.progress:
-                log(f"step {step + 1}/{tc.max_steps} loss {float(out.loss):.4f}")
+                log(f"step {step + 1}/{tc.max_steps} loss {out.loss.item():.4f}")
     seconds = time.perf_counter() - start
     model.eval()
     return model, {
