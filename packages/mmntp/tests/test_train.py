@@ -66,7 +66,7 @@ def test_end_to_end_smoke_run_under_a_minute_and_eval_reproduces_it(tmp_path, ca
         "icl_acc",
     ):
         assert np.isfinite(saved[key]), key
-    assert (tmp_path / "run" / "final" / "caption" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
     capsys.readouterr()
     eval_main(["--run-dir", str(tmp_path / "run")])
     again = json.loads(capsys.readouterr().out)

@@ -7,8 +7,8 @@
     repro-mmntp-train --preset tiny --set model.image_input=encoder --set model.projector=mlp
 
 A run directory holds ``config.yaml``, ``meta.json``, ``results.json`` (metrics; the train
-history), ``final/`` (``caption`` and ``generation`` HF model folders, identical for a unified
-system, and ``image_tokenizer.pt``). Runs take a couple of minutes, so there are no mid-run
+history), ``final/`` (the HF model; a task-specific system's generation model in
+``final/generation``; ``image_tokenizer.pt``). Runs take a couple of minutes, so there are no mid-run
 checkpoints: an interrupted run is started again. A run directory that already holds
 ``results.json`` is never overwritten (pass a new ``--run-dir``).
 """
@@ -76,9 +76,11 @@ def run(
     metrics["parameters"] = sum(p.numel() for p in models["caption"].parameters())
     metrics["_test"] = ctx.data.test
     if run_dir is not None:
+        # final/ is the (captioning) model; a second, generation-only model goes to final/generation
         final = run_dir / "final"
-        for name, model in models.items():
-            model.save_pretrained(final / name)
+        models["caption"].save_pretrained(final)
+        if models["generation"] is not models["caption"]:
+            models["generation"].save_pretrained(final / "generation")
         torch.save(ctx.tokenizer.state_dict(), final / "image_tokenizer.pt")
         public = {k: v for k, v in metrics.items() if not k.startswith("_")}
         write_json_atomic(
@@ -98,10 +100,14 @@ def load_run(run_dir: Path) -> tuple[Context, dict]:
     path = cache / f"{cfg.tokenizer.kind}-{tokenizer_key(cfg.tokenizer, cfg.data, cfg.seed)}.pt"
     torch.save({"state": state, "info": json.dumps({"loaded_from": str(run_dir)})}, path)
     ctx = prepare(cfg, cache, log=lambda *_: None)
-    models = {
-        n: MMNTPForCausalLM.from_pretrained(run_dir / "final" / n).eval()
-        for n in ("caption", "generation")
-    }
+    final = run_dir / "final"
+    caption = MMNTPForCausalLM.from_pretrained(final).eval()
+    generation = (
+        MMNTPForCausalLM.from_pretrained(final / "generation").eval()
+        if (final / "generation" / "config.json").is_file()
+        else caption
+    )
+    models = {"caption": caption, "generation": generation}
     return ctx, models
 
 
