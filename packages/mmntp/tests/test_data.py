@@ -6,6 +6,16 @@ from repro_mmntp.config import ConfigError, load_run_config
 from repro_mmntp.data import augment_shifts, fit_thresholds, load_data, shift_images
 
 
+def test_digits_read_from_the_wheel_equal_sklearn_load_digits():
+    from repro_mmntp.data import load_digits_images
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits_images()
+    d = load_digits()
+    assert np.array_equal(labels, d.target)
+    np.testing.assert_allclose(images, d.images / 16.0, rtol=0, atol=1e-7)
+
+
 def test_split_is_fixed_by_its_seed_disjoint_and_complete():
     a, b = load_data("digits", 0.2, 0), load_data("digits", 0.2, 0)
     assert np.array_equal(a.test.images, b.test.images)

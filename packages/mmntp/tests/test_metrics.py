@@ -14,9 +14,11 @@ def data():
 def test_classifier_metric_on_real_test_images_equals_the_classifiers_own_accuracy(data):
     clf = PixelClassifier(data.train.images, data.train.labels)
     x = data.test.images.reshape(len(data.test.images), -1)
-    own = clf.model.score(x, data.test.labels)
+    own = clf.model.score(x, data.test.labels)  # scikit-learn's own predict
     assert clf.accuracy(data.test.images, data.test.labels) == pytest.approx(own, abs=1e-12)
     assert own > 0.9  # the spec's ceiling is 0.967
+    cached = PixelClassifier(coef=clf.coef, intercept=clf.intercept)
+    assert np.array_equal(cached.predict(data.test.images), clf.model.predict(x))
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_matches_the_gaussian_formula():

@@ -34,11 +34,22 @@ class DigitsData:
 
 
 def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
-    """All 1,797 digits as float32 (N, 8, 8) in [0, 1] and int64 labels (N,)."""
-    from sklearn.datasets import load_digits
+    """All 1,797 digits as float32 (N, 8, 8) in [0, 1] and int64 labels (N,).
 
-    d = load_digits()
-    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+    Read from the CSV inside the scikit-learn wheel (what ``sklearn.datasets.load_digits``
+    reads) without importing scikit-learn, whose import costs seconds in every run."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            "scikit-learn is needed for the digits data: pip install scikit-learn"
+        )
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",")
+    images = (table[:, :-1] / 16.0).reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.float32)
+    return images, table[:, -1].astype(np.int64)
 
 
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

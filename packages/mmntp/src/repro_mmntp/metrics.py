@@ -27,23 +27,32 @@ def codebook_stats(codes: np.ndarray, num_codes: int) -> dict:
 
 class PixelClassifier:
     """Multinomial logistic regression on raw pixels, fitted on the training split (the spec's
-    96.7% ceiling). ``features`` are its 10 logits, the space of the Frechet distance."""
+    96.7% ceiling). ``features`` are its 10 logits, the space of the Frechet distance.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int = 0):
-        from sklearn.linear_model import LogisticRegression
+    Fitted with scikit-learn; prediction is the linear map written out (the same argmax as
+    ``LogisticRegression.predict``), so a cached fit (``coef``, ``intercept``) needs no sklearn."""
 
-        self.model = LogisticRegression(max_iter=3000, C=1.0, random_state=seed)
-        self.model.fit(images.reshape(len(images), -1), labels)
+    def __init__(self, images: np.ndarray | None = None, labels: np.ndarray | None = None, seed: int = 0,
+                 coef: np.ndarray | None = None, intercept: np.ndarray | None = None):  # fmt: skip
+        self.model = None
+        if coef is None:
+            from sklearn.linear_model import LogisticRegression
+
+            self.model = LogisticRegression(max_iter=3000, C=1.0, random_state=seed)
+            self.model.fit(images.reshape(len(images), -1), labels)
+            coef, intercept = self.model.coef_, self.model.intercept_
+        self.coef, self.intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        x = np.clip(images, 0, 1).reshape(len(images), -1).astype(np.float64)
+        return x @ self.coef.T + self.intercept  # (N, 10) logits
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return self.model.predict(np.clip(images, 0, 1).reshape(len(images), -1))
+        return self.features(images).argmax(1)
 
     def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
         """Share of images the classifier assigns to ``labels``."""
         return float((self.predict(images) == labels).mean())
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        return self.model.decision_function(np.clip(images, 0, 1).reshape(len(images), -1))
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

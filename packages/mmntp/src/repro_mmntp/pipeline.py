@@ -5,6 +5,7 @@ Used by ``repro-mmntp-train`` and by every run of the reproduction grid.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ def prepare(cfg: MMNTPRunConfig, cache_dir: Path | None = None, log=print) -> Co
     data = load_data(cfg.data.dataset, cfg.data.test_fraction, cfg.data.split_seed)
     pool = augment_shifts(data.train, cfg.data.shift_augment)
     tok, info = cached_tokenizer(cfg.tokenizer, cfg.data, cfg.seed, pool.images, cache_dir, log)
-    classifier = PixelClassifier(data.train.images, data.train.labels)
+    classifier = cached_classifier(cfg, data, cache_dir)
     ctx = Context(
         cfg,
         data,
@@ -89,6 +90,24 @@ def prepare(cfg: MMNTPRunConfig, cache_dir: Path | None = None, log=print) -> Co
             "test": torch.as_tensor(_encode(tok, data.test.images, "latents")),
         }
     return ctx
+
+
+def cached_classifier(
+    cfg: MMNTPRunConfig, data: DigitsData, cache_dir: Path | None
+) -> PixelClassifier:
+    """The pixel classifier of the split, fitted once per split and cached next to tokenizers."""
+    key = f"classifier-{cfg.data.dataset}-{cfg.data.test_fraction}-{cfg.data.split_seed}.npz"
+    path = Path(cache_dir) / key if cache_dir is not None else None
+    if path is not None and path.is_file():
+        blob = np.load(path)
+        return PixelClassifier(coef=blob["coef"], intercept=blob["intercept"])
+    clf = PixelClassifier(data.train.images, data.train.labels)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+        np.savez(tmp, coef=clf.coef, intercept=clf.intercept)
+        os.replace(tmp, path)
+    return clf
 
 
 def build_model(ctx: Context, seed: int) -> MMNTPForCausalLM:
