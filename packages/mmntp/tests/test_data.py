@@ -53,5 +53,9 @@ def test_bad_config_values_fail_with_the_key_named():
         load_run_config("debug", ["tokenizer.kind=lfq"])
     with pytest.raises(ConfigError, match="data.dataset"):
         load_run_config("debug", ["data.dataset=mnist"])
+    with pytest.raises(ConfigError, match="rvq"):
+        load_run_config("debug", ["tokenizer.kind=rvq", "model.generation_target=latents"])
+    with pytest.raises(ConfigError, match="model.resampler_queries"):
+        load_run_config("debug", ["model.resampler_queries=8"])
     with pytest.raises(ConfigError, match="image_input='encoder'"):
         load_run_config("debug", ["tokenizer.kind=kmeans", "model.image_input=encoder"])

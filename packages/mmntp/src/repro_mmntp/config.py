@@ -100,7 +100,10 @@ class MMNTPModelConfig(ModelConfig):
             self.init_from is None, "model.init_from", self.init_from, "null (trained from scratch)"
         )
         check(
-            self.resampler_queries >= 0, "model.resampler_queries", self.resampler_queries, ">= 0"
+            self.resampler_queries in (0, 16),
+            "model.resampler_queries",
+            self.resampler_queries,
+            "0 (off) or 16 (an image span keeps 16 positions)",
         )
 
 
@@ -161,6 +164,13 @@ class MMNTPRunConfig:
             raise ConfigError(
                 "model.image_input='encoder' needs a tokenizer with an encoder (vq, fsq, rvq), "
                 "not tokenizer.kind='kmeans'"
+            )
+
+        continuous = self.model.image_input != "codes" or self.model.generation_target == "latents"
+        if continuous and self.tokenizer.kind == "rvq":
+            raise ConfigError(
+                "tokenizer.kind='rvq' has 32 codes per image but 16 latents: use it with "
+                "model.image_input=codes and model.generation_target=codes"
             )
 
     def to_dict(self) -> dict:
