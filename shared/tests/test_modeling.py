@@ -260,3 +260,25 @@ def test_parameter_and_flop_counts_follow_their_formulas():
     half = HalfActiveModel(cfg)
     mlp = 3 * d * f
     assert count_parameters(half)["activated"] == counts["activated"] - L * mlp // 2
+
+
+def test_custom_4d_attention_mask_matches_hf_llama():
+    """A boolean (B, 1, T, T) mask (here prefix-LM: the first 5 tokens see each other) is used as
+    given, like HF Llama's custom 4-D masks; a 4-D causal mask equals the default path."""
+    hf = tiny_llama(2)
+    ours = DecoderLM(decoder_config_from_llama(hf.config)).eval()
+    ours.load_state_dict(hf.state_dict())
+    x = torch.randint(0, 97, (2, 11), generator=torch.Generator().manual_seed(3))
+    causal = torch.ones(11, 11, dtype=torch.bool).tril()
+    prefix = causal.clone()
+    prefix[:5, :5] = True
+    mask = prefix[None, None].expand(2, 1, 11, 11)
+    with torch.no_grad():
+        got = ours(x, attention_mask=mask).logits
+        torch.testing.assert_close(got, hf(x, attention_mask=mask).logits, atol=1e-5, rtol=0)
+        assert not torch.allclose(got[:, :4], ours(x).logits[:, :4], atol=1e-4)
+        torch.testing.assert_close(
+            ours(x, attention_mask=causal[None, None]).logits, ours(x).logits, atol=1e-6, rtol=0
+        )
+        with pytest.raises(ValueError, match="custom 4-D attention mask"):
+            ours(x, attention_mask=mask[:, :, :10])

@@ -234,8 +234,16 @@ def build_attention_mask(
     """Boolean (B, 1, T, S) mask: causal (queries are the last T of S keys) and padding.
 
     Returns None when plain ``is_causal`` attention is exact (no padding, no cache), so SDPA
-    can take its fastest kernel.
+    can take its fastest kernel. A 4-D ``padding_mask`` is a custom (B or 1, 1, T, S) mask (True
+    = may attend: prefix-LM, block-causal, ...) and is returned as a bool tensor unchanged.
     """
+    if padding_mask is not None and padding_mask.dim() == 4:
+        if tuple(padding_mask.shape[-2:]) != (query_len, key_len):
+            raise ValueError(
+                f"custom 4-D attention mask has shape {tuple(padding_mask.shape)}; it must be "
+                f"(B, 1, {query_len}, {key_len}) = (batch, 1, queries, keys incl. the cache)"
+            )
+        return padding_mask.bool()
     if padding_mask is None or bool(padding_mask.all()):
         if query_len == key_len:
             return None

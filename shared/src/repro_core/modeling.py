@@ -228,7 +228,7 @@ class DecoderModel(DecoderPreTrainedModel):
             cache = DynamicCache()
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
-            if attention_mask is not None and not bool(attention_mask.all()):
+            if attention_mask is not None and attention_mask.dim() == 2 and not attention_mask.all():
                 # left padding: positions count real tokens only
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
             else:
@@ -309,6 +309,8 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
 
         ``labels`` are the input ids themselves (shifted inside, -100 = ignore), as in HF.
         ``cache`` (alias ``past_key_values``) holds keys/values of earlier tokens.
+        ``attention_mask``: (B, S) padding mask, or a custom boolean (B, 1, T, S) mask
+        (True = may attend) such as a prefix-LM mask, used as given.
         """
         cache = cache if cache is not None else past_key_values
         hidden, cache, state = self.model(
