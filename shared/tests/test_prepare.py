@@ -207,12 +207,13 @@ MEASURE = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_50mb_corpus_two_workers_exact_tokens_and_peak_memory_flat_when_doubled(tmp_path):
     sample = tmp_path / "sample"
     sample.mkdir()
     docs = make_docs(60_000, seed=7)  # ~6 MB, repeated with other seeds below
     write_lines(sample / "train.txt", docs[:20_000])
-    text = "".join(d + "\n" for seed in range(9) for d in make_docs(60_000, seed=seed))
+    text = "".join(d + "\n" for seed in range(10) for d in make_docs(60_000, seed=seed))
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()

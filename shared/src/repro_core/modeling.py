@@ -416,7 +416,8 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
             and self.loss_chunk_tokens > 0
             and self.lm_head.bias is None
         )
-        logits = self.lm_head(hidden).float() if not fused else None
+        logits_dtype = torch.promote_types(hidden.dtype, torch.float32)  # fp64 stays fp64
+        logits = self.lm_head(hidden).to(logits_dtype) if not fused else None
         loss = lm_loss = None
         if labels is not None:
             # Shift the labels, not the logits: slicing (B, T, V) logits costs a copy forward
