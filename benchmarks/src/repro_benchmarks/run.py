@@ -366,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--device", default=None, help="cpu | cuda | cuda:1 ... (default: cuda when available)"
     )
+    p.add_argument(
+        "--dtype",
+        choices=("bf16", "fp32"),
+        default=None,
+        help="weights' dtype (default: bf16 on a GPU that supports it, else fp32); logits are fp32",
+    )
     p.add_argument("--out", default=None, help="output folder (default: benchmarks/results/<date>)")
     p.add_argument(
         "--list", action="store_true", help="list local tasks and registered packages, then exit"
@@ -394,6 +400,14 @@ def _run(args, argv) -> int:
     check_task_data(tasks)
     models = collect_models(packages, args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype or (
+        "bf16"
+        if str(device).startswith("cuda")
+        and torch.cuda.is_available()
+        and torch.cuda.is_bf16_supported()
+        else "fp32"
+    )
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
 
     out = Path(args.out) if args.out else results_dir() / date.today().isoformat()
     started = time.time()
@@ -401,7 +415,7 @@ def _run(args, argv) -> int:
         t0 = time.time()
         print(f"[bench] {package} / {variant}: {directory} on {tasks}", flush=True)
         try:
-            model, tokenizer = load_model(directory, device=device)
+            model, tokenizer = load_model(directory, device=device, dtype=dtype)
         except (ValueError, FileNotFoundError) as exc:
             raise BenchError(f"{package} / {variant}: {exc}") from None
         res = evaluate(
@@ -446,7 +460,7 @@ def _run(args, argv) -> int:
 
     run = {
         "command": " ".join(["repro-bench", *(argv if argv is not None else sys.argv[1:])]),
-        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, device {device}",
+        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, device {device}, {dtype_name}",
         "seconds": time.time() - started,
         "date": date.today().isoformat(),
     }
