@@ -198,7 +198,8 @@ MEASURE = textwrap.dedent(
 
     corpus = resolve_corpus(sys.argv[1])
     tok = get_tokenizer("bpe:300", resolve_corpus(sys.argv[3]))
-    prepare(corpus, tok, workers=2, shard_bytes=4 << 20, root=sys.argv[2], log=lambda *a: None)
+    shard = int(sys.argv[4]) if len(sys.argv) > 4 else 4 << 20
+    prepare(corpus, tok, workers=2, shard_bytes=shard, root=sys.argv[2], log=lambda *a: None)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"main_kb": own, "worker_kb": kids}))
@@ -227,7 +228,7 @@ def test_50mb_corpus_two_workers_exact_tokens_and_peak_memory_flat_when_doubled(
             [sys.executable, "-c", MEASURE, str(folder), str(tmp_path / f"s-{name}"), str(sample)],
             capture_output=True,
             text=True,
-            timeout=1200,
+            timeout=3000,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         peaks[name] = json.loads(proc.stdout.strip().splitlines()[-1])
