@@ -115,6 +115,7 @@ def test_deepspeed_zero2_two_processes_trains_saves_and_resumes(tmp_path):
         torch.testing.assert_close(resumed[key], ref[key], atol=1e-6, rtol=0)
 
 
+@pytest.mark.timeout(2400)
 def test_checkpoint_of_two_processes_resumes_on_one_process_with_the_same_global_batch(tmp_path):
     """2 -> 1 process: resuming with grad_accum doubled continues the 2-process run exactly;
     a changed global batch is refused with a message saying what to set."""

@@ -415,6 +415,8 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
             and not return_logits
             and self.loss_chunk_tokens > 0
             and self.lm_head.bias is None
+            # a ZeRO-3 partitioned weight is gathered only when lm_head itself is called
+            and getattr(self.lm_head.weight, "ds_id", None) is None
         )
         logits_dtype = torch.promote_types(hidden.dtype, torch.float32)  # fp64 stays fp64
         logits = self.lm_head(hidden).to(logits_dtype) if not fused else None

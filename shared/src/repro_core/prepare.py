@@ -32,6 +32,7 @@ import argparse
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 from collections import deque
@@ -126,7 +127,8 @@ def write_shard(folder: Path, index: int, texts: list[str], eos: int | None, dty
     tokenizer = tokenizer if tokenizer is not None else _TOKENIZER
     dtype = np.dtype(dtype)
     name = f"shard-{index:06d}"
-    tmp_bin = folder / f".{name}.bin.{os.getpid()}"
+    tag = f"{socket.gethostname()}.{os.getpid()}"  # unique when several nodes prepare at once
+    tmp_bin = folder / f".{name}.bin.{tag}"
     lengths = []
     n_tokens = 0
     with open(tmp_bin, "wb") as fh:
@@ -136,8 +138,8 @@ def write_shard(folder: Path, index: int, texts: list[str], eos: int | None, dty
             n_tokens += len(ids)
             lengths.append(lens)
     ends = np.cumsum(np.concatenate(lengths)) if lengths else np.zeros(0, np.int64)
-    np.save(folder / f".{name}.docs.{os.getpid()}.npy", ends.astype(np.int64))
-    os.replace(folder / f".{name}.docs.{os.getpid()}.npy", folder / f"{name}.docs.npy")
+    np.save(folder / f".{name}.docs.{tag}.npy", ends.astype(np.int64))
+    os.replace(folder / f".{name}.docs.{tag}.npy", folder / f"{name}.docs.npy")
     os.replace(tmp_bin, folder / f"{name}.bin")
     meta = {
         "tokens": int(n_tokens),

@@ -259,9 +259,10 @@ class Trainer:
 
                 tokenizer = get_tokenizer(resolve_base(cfg.model.init_from))
             else:
-                tokenizer = get_tokenizer(
-                    cfg.data.tokenizer, corpus, sample_bytes=cfg.data.tokenizer_sample_bytes
-                )
+                with acc.local_main_process_first():  # one process per node trains it
+                    tokenizer = get_tokenizer(
+                        cfg.data.tokenizer, corpus, sample_bytes=cfg.data.tokenizer_sample_bytes
+                    )
         self.tokenizer = tokenizer
         # Shards (repro_core.prepare): the first process of each node tokenizes when they are
         # missing, the others wait. Multi-node: run `repro-prepare` first (README).
