@@ -18,7 +18,7 @@ TASKS ?=
 SLUGS := $(sort $(notdir $(wildcard packages/*)))
 PYTEST_ARGS ?=
 
-.PHONY: help setup quickstart test test-fast lint format base bench perf reproduce-all
+.PHONY: help setup quickstart test test-fast lint format base bench perf gpu-check prepare reproduce-all
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -64,3 +64,9 @@ bench: setup ## lm-eval on every package with reproduced checkpoints: [PACKAGES=
 
 perf: setup ## performance suite: ratios against the obvious alternative -> benchmarks/results/perf.md
 	$(RUN) repro-perf
+
+gpu-check: setup ## bf16 steps of every debug preset on every visible GPU (DDP + ZeRO-2): tokens/s, MFU
+	$(RUN) python -m repro_benchmarks.gpu_check
+
+prepare: setup ## tokenize a preset's corpus into shards before a launch: make prepare PRESET=small
+	$(RUN) python -m repro_core.prepare --preset $(PRESET)

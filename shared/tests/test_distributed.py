@@ -113,3 +113,31 @@ def test_deepspeed_zero2_two_processes_trains_saves_and_resumes(tmp_path):
     ref, resumed = load_file(full / "rank0.safetensors"), load_file(cut / "rank0.safetensors")
     for key in ref:
         torch.testing.assert_close(resumed[key], ref[key], atol=1e-6, rtol=0)
+
+
+@pytest.mark.timeout(2400)
+def test_checkpoint_of_two_processes_resumes_on_one_process_with_the_same_global_batch(tmp_path):
+    """2 -> 1 process: resuming with grad_accum doubled continues the 2-process run exactly;
+    a changed global batch is refused with a message saying what to set."""
+    launch = [BIN / "accelerate", "launch", "--config_file", ACCEL / "cpu-ddp.yaml"]
+    settings = [*COMMON, "train.save_every=2", "train.keep_checkpoints=3"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    port = ["--main_process_port", str(free_port())]
+    run([*launch, *port, WORKER, full, *settings, "train.grad_accum=1"])
+    port = ["--main_process_port", str(free_port())]
+    run([*launch, *port, WORKER, cut, *settings, "train.grad_accum=1", "--stop-at", "3"])
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["step-0000002"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    refused = subprocess.run(
+        [sys.executable, WORKER, cut, *settings, "train.grad_accum=1", "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert refused.returncode != 0 and "global batch of 8 blocks" in refused.stderr
+    run([sys.executable, WORKER, cut, *settings, "train.grad_accum=2", "--resume"])
+    ref, resumed = load_file(full / "rank0.safetensors"), load_file(cut / "rank0.safetensors")
+    for key in ref:
+        torch.testing.assert_close(resumed[key], ref[key], atol=1e-5, rtol=0)

@@ -83,6 +83,8 @@ def run_case(case: dict, repeats: int, peak_gflops: float) -> dict:
         "ratio_max": max(ratios),
         "repeats": repeats,
     }
+    if case.get("extra"):
+        out["extra"] = case["extra"]
     flops = case.get("flops")
     if flops:
         cand_flops = case.get("candidate_flops", flops)
@@ -156,6 +158,11 @@ def registered_cases(only: set[str] | None) -> list[tuple[str, Callable | None, 
     found: list[tuple[str, Callable | None, str | None]] = []
     if not only or "core" in only:
         found.append(("core", core_cases, None))
+    from repro_benchmarks.perf_scale import loss_cases, prepare_cases
+
+    for name, make in (("loss", loss_cases), ("prepare", prepare_cases)):
+        if not only or name in only:
+            found.append((name, make, None))
     for ep in entry_points(group="repro.perf"):
         if only and ep.name not in only:
             continue
@@ -166,7 +173,9 @@ def registered_cases(only: set[str] | None) -> list[tuple[str, Callable | None, 
                 (ep.name, None, f"{ep.value} failed to import: {type(exc).__name__}: {exc}")
             )
     if only and (unknown := only - {name for name, _, _ in found}):
-        known = ["core"] + sorted(ep.name for ep in entry_points(group="repro.perf"))
+        known = ["core", "loss", "prepare"] + sorted(
+            ep.name for ep in entry_points(group="repro.perf")
+        )
         raise UserError(f"unknown case group(s) {sorted(unknown)}; registered: {known}")
     return found
 
@@ -207,6 +216,11 @@ def to_markdown(report: dict) -> str:
             f"({r['ratio_min']:.2f}..{r['ratio_max']:.2f}) | {frac} |"
         )
     lines.append("")
+    for r in report["cases"]:
+        if r.get("extra"):
+            lines.append(f"- {r['name']}: {json.dumps(r['extra'], sort_keys=True)}")
+    if any(r.get("extra") for r in report["cases"]):
+        lines.append("")
     if report.get("failed"):
         lines.append("Case groups that could not run (fix the package, then rerun):")
         lines.append("")

@@ -451,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         "--device", default=None, help="cpu | cuda | cuda:1 ... (default: cuda when available)"
     )
     p.add_argument(
+        "--dtype",
+        choices=("bf16", "fp32"),
+        default=None,
+        help="weights' dtype (default: bf16 on a GPU that supports it, else fp32); logits are fp32",
+    )
+    p.add_argument(
         "--out", default=None, help="output folder (default: benchmarks/results/lm_eval)"
     )
     p.add_argument(
@@ -476,6 +482,14 @@ def _run(args, argv) -> int:
     check_task_data(tasks)
     models = collect_models(packages, args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype or (
+        "bf16"
+        if str(device).startswith("cuda")
+        and torch.cuda.is_available()
+        and torch.cuda.is_bf16_supported()
+        else "fp32"
+    )
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
 
     out = Path(args.out) if args.out else results_dir() / "lm_eval"
     started = time.time()
@@ -485,7 +499,7 @@ def _run(args, argv) -> int:
         print(f"[bench] {package} / {variant}: {directory} on {tasks}", flush=True)
         checkpoint = checkpoint_record(directory)  # before loading: the weights measured
         try:
-            model, tokenizer = load_model(directory, device=device)
+            model, tokenizer = load_model(directory, device=device, dtype=dtype)
         except (ValueError, FileNotFoundError) as exc:
             raise BenchError(f"{package} / {variant}: {exc}") from None
         res = evaluate(
@@ -533,7 +547,7 @@ def _run(args, argv) -> int:
 
     run = {
         "command": " ".join(["repro-bench", *(argv if argv is not None else sys.argv[1:])]),
-        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, device {device}",
+        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, device {device}, {dtype_name}",
         "seconds": time.time() - started,
         "date": date.today().isoformat(),
     }

@@ -132,6 +132,9 @@ class DataConfig:
     BPE with N tokens trained on the corpus), ``sentencepiece:N``, or a directory / hub id of a
     HF tokenizer. ``val_fraction`` splits corpora that have no validation split (last fraction
     of tokens). ``max_train_tokens`` truncates the training split (0 = all).
+    ``tokenizer_sample_bytes``: a trained tokenizer sees the first this many bytes of the train
+    split, streamed (0 = all). ``prepare_workers``: tokenizer processes of the prepare step the
+    trainer runs when the shards are missing (0 = the cores, at most 8; see ``repro-prepare``).
     """
 
     corpus: str = "wikitext-2"
@@ -139,6 +142,8 @@ class DataConfig:
     seq_len: int = 256
     val_fraction: float = 0.1
     max_train_tokens: int = 0
+    tokenizer_sample_bytes: int = 1_000_000_000
+    prepare_workers: int = 0
 
     def __post_init__(self) -> None:
         check(
@@ -155,6 +160,13 @@ class DataConfig:
             ">= 0 (0 = all)",
         )
         check(bool(self.corpus), "data.corpus", self.corpus, "a corpus name, path or hub id")
+        check(
+            self.tokenizer_sample_bytes >= 0,
+            "data.tokenizer_sample_bytes",
+            self.tokenizer_sample_bytes,
+            ">= 0 (0 = the whole train split)",
+        )
+        check(self.prepare_workers >= 0, "data.prepare_workers", self.prepare_workers, ">= 0")
 
 
 @dataclass
@@ -165,7 +177,11 @@ class TrainConfig:
     batch_size * grad_accum * processes * seq_len. ``eval_batches`` = 0 evaluates the whole
     validation split. ``position_loss_points`` > 0 records the validation loss per token position
     at that many log-spaced steps (``position_loss.npz``). ``trainable`` is a regex: only
-    parameters whose name matches it are trained (None = all).
+    parameters whose name matches it are trained (None = all). ``gradient_checkpointing``
+    recomputes each decoder layer in the backward pass (less activation memory, ~1/3 more
+    compute). ``compile`` runs the model through ``torch.compile``. ``loss_chunk_tokens``: the
+    training loss is computed over chunks of this many tokens, so the (batch, seq, vocab) fp32
+    logits are never materialised (0 = one chunk, the plain cross-entropy).
     """
 
     max_steps: int = 300
@@ -189,6 +205,9 @@ class TrainConfig:
     wandb: bool = False
     wandb_project: str = "repro"
     progress: bool = True
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    loss_chunk_tokens: int = 4096
 
     def __post_init__(self) -> None:
         for key in ("max_steps", "batch_size", "grad_accum"):
@@ -225,6 +244,9 @@ class TrainConfig:
                 "an integer >= 0 (0 = off/all)",
             )
         check(self.keep_checkpoints >= 1, "train.keep_checkpoints", self.keep_checkpoints, ">= 1")
+        check(
+            self.loss_chunk_tokens >= 0, "train.loss_chunk_tokens", self.loss_chunk_tokens, ">= 0"
+        )
 
 
 @dataclass

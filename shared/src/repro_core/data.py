@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,23 @@ NAMED_CORPORA: dict[str, tuple[str, dict[str, str], str, str | None]] = {
         "karpathy/tiny_shakespeare",
         None,
     ),
+    # Corpora of the paper presets (sizes in the README). Read through `datasets` streaming
+    # unless a local copy (same file names as wikitext-2, or a folder of .parquet/.jsonl files
+    # passed as a path) exists; prepare them with `repro-prepare` before a multi-node launch.
+    "wikitext-103": (
+        "wikitext-103",
+        {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"},
+        "Salesforce/wikitext",
+        "wikitext-103-v1",
+    ),
+    "fineweb-edu-10bt": ("fineweb-edu-10bt", {}, "HuggingFaceFW/fineweb-edu", "sample-10BT"),
+    "pile-uncopyrighted": ("pile-uncopyrighted", {}, "monology/pile-uncopyrighted", None),
+    "slimpajama-627b": ("slimpajama-627b", {}, "cerebras/SlimPajama-627B", None),
 }
+
+# Suffixes of local corpus files: plain text (one document per line) or records with `text`.
+TEXT_SUFFIXES = (".txt", ".raw")
+RECORD_SUFFIXES = (".jsonl", ".parquet")
 
 EOS_TOKEN = "<|endoftext|>"
 
@@ -161,9 +178,11 @@ def resolve_corpus(name: str) -> Corpus:
     if path.is_file():
         return Corpus(name, files={"train": [path]})
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl", ".raw"))
+        files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES + RECORD_SUFFIXES)
         if not files:
-            raise FileNotFoundError(f"corpus folder {path} holds no .txt/.jsonl/.raw files")
+            raise FileNotFoundError(
+                f"corpus folder {path} holds no .txt/.jsonl/.parquet/.raw files"
+            )
         by_split: dict[str, list[Path]] = {}
         for f in files:
             stem = f.stem.lower()
@@ -190,8 +209,9 @@ def resolve_corpus(name: str) -> Corpus:
 def load_split_texts(corpus: Corpus, split: str) -> list[str]:
     """Documents of one split as strings, through ``datasets.load_dataset``.
 
-    Local ``.txt`` files give one document per line (line breaks kept); ``.jsonl`` one per
-    record (field ``text``).
+    Local ``.txt`` files give one document per line (line breaks kept); ``.jsonl`` and
+    ``.parquet`` one per record (field ``text``). The whole split is held in memory: the
+    streaming equivalent is :func:`iter_documents` (used by ``repro_core.prepare``).
     """
     from datasets import load_dataset
 
@@ -199,8 +219,9 @@ def load_split_texts(corpus: Corpus, split: str) -> list[str]:
         files = corpus.files.get(split)
         if not files:
             raise KeyError(f"corpus {corpus.name!r} has no {split!r} split")
-        if files[0].suffix == ".jsonl":
-            ds = load_dataset("json", data_files={split: [str(f) for f in files]}, split=split)
+        if files[0].suffix in RECORD_SUFFIXES:
+            kind = "json" if files[0].suffix == ".jsonl" else "parquet"
+            ds = load_dataset(kind, data_files={split: [str(f) for f in files]}, split=split)
         else:
             ds = load_dataset(
                 "text",
@@ -212,6 +233,72 @@ def load_split_texts(corpus: Corpus, split: str) -> list[str]:
     ds = load_dataset(corpus.hub_id, corpus.hub_config, split=split)
     column = "text" if "text" in ds.column_names else ds.column_names[0]
     return list(ds[column])
+
+
+def iter_documents(corpus: Corpus, split: str) -> Iterator[str]:
+    """Stream the documents of one split, in the order of :func:`load_split_texts`.
+
+    Memory stays bounded by one document (text lines, jsonl records) or one parquet row group;
+    hub datasets are read with ``datasets`` streaming. ``.txt`` files are read as
+    ``datasets``' text loader reads them (universal newlines, split on "\\n", line breaks kept).
+    """
+    if corpus.files is None:
+        from datasets import load_dataset
+
+        ds = load_dataset(corpus.hub_id, corpus.hub_config, split=split, streaming=True)
+        column = None
+        for record in ds:
+            if column is None:
+                column = "text" if "text" in record else next(iter(record))
+            yield record[column] or ""
+        return
+    files = corpus.files.get(split)
+    if not files:
+        raise KeyError(f"corpus {corpus.name!r} has no {split!r} split")
+    for f in files:
+        if f.suffix == ".jsonl":
+            with open(f, encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        record = json.loads(line)
+                        if "text" not in record:
+                            raise ValueError(
+                                f"{f}:{n}: record has no 'text' field; a .jsonl corpus needs "
+                                "one JSON object with a 'text' string per line"
+                            )
+                        yield record["text"] or ""
+        elif f.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(f)
+            if "text" not in pf.schema_arrow.names:
+                raise ValueError(f"{f}: no 'text' column (columns: {pf.schema_arrow.names})")
+            for batch in pf.iter_batches(batch_size=1024, columns=["text"]):
+                for text in batch.column(0).to_pylist():
+                    yield text or ""
+        else:
+            with open(f, encoding="utf-8") as fh:
+                yield from fh
+
+
+def has_document_records(corpus: Corpus) -> bool:
+    """True when documents are records (jsonl, parquet, hub): an eos token follows each one.
+
+    Plain-text corpora (one line per document, as wikitext) are concatenated as they are.
+    """
+    return corpus.files is None or any(
+        f.suffix in RECORD_SUFFIXES for fs in corpus.files.values() for f in fs
+    )
+
+
+def sample_documents(corpus: Corpus, split: str, max_bytes: int) -> Iterator[str]:
+    """The first documents of ``split`` up to ``max_bytes`` UTF-8 bytes (0 = all), streamed."""
+    seen = 0
+    for text in iter_documents(corpus, split):
+        if max_bytes and seen >= max_bytes:
+            return
+        seen += len(text.encode("utf-8"))
+        yield text
 
 
 def corpus_splits(corpus: Corpus) -> list[str]:
@@ -226,11 +313,12 @@ def corpus_splits(corpus: Corpus) -> list[str]:
 # Tokenizers
 
 
-def get_tokenizer(spec: str, corpus: Corpus | None = None):
+def get_tokenizer(spec: str, corpus: Corpus | None = None, sample_bytes: int = 10**9):
     """Return a HF tokenizer for ``spec``.
 
-    ``bpe:N`` / ``sentencepiece:N`` train one with N tokens on the corpus's train split (cached
-    under the cache dir, keyed by the corpus fingerprint); anything else is passed to
+    ``bpe:N`` / ``sentencepiece:N`` train one with N tokens on the first ``sample_bytes`` bytes
+    of the corpus's train split, streamed (0 = the whole split; cached under the cache dir,
+    keyed by the corpus fingerprint, and by the budget when it cuts the split); anything else is passed to
     ``AutoTokenizer.from_pretrained`` (a local directory, e.g. ``$REPRO_DATA_DIR/gpt2-tokenizer``,
     or a hub id). ``$REPRO_DATA_DIR`` in the spec is expanded.
 
@@ -253,11 +341,12 @@ def get_tokenizer(spec: str, corpus: Corpus | None = None):
             raise ValueError(f"tokenizer {spec!r}: the size after ':' must be an integer >= 260")
         if corpus is None:
             raise ValueError(f"tokenizer {spec!r} is trained on a corpus; pass the corpus")
-        out = cache_dir() / "tokenizers" / f"{corpus.fingerprint()}-{kind}-{size}"
+        split = "train" if "train" in corpus_splits(corpus) else corpus_splits(corpus)[0]
+        budget = _sample_budget(corpus, split, sample_bytes)
+        suffix = f"-sample{budget}" if budget else ""
+        out = cache_dir() / "tokenizers" / f"{corpus.fingerprint()}-{kind}-{size}{suffix}"
         if not (out / "tokenizer_config.json").is_file():
-            texts = load_split_texts(
-                corpus, "train" if "train" in corpus_splits(corpus) else corpus_splits(corpus)[0]
-            )
+            texts = sample_documents(corpus, split, budget)
             trainer = train_bpe_tokenizer if kind == "bpe" else train_sentencepiece_tokenizer
             _atomic_dir(out, lambda tmp: trainer(texts, int(size), tmp))
         return AutoTokenizer.from_pretrained(str(out))
@@ -277,8 +366,21 @@ def get_tokenizer(spec: str, corpus: Corpus | None = None):
     )
 
 
-def train_bpe_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
-    """Byte-level BPE (GPT-2 style) with ``<|endoftext|>`` as eos, saved as a fast tokenizer."""
+def _sample_budget(corpus: Corpus, split: str, sample_bytes: int) -> int:
+    """``sample_bytes``, or 0 when the split's local files are smaller (the whole split is read,
+    and the cache key stays the one of a tokenizer trained on all of it)."""
+    if not sample_bytes:
+        return 0
+    if corpus.files is not None:
+        if sum(f.stat().st_size for f in corpus.files.get(split, [])) <= sample_bytes:
+            return 0
+    return int(sample_bytes)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path):
+    """Byte-level BPE (GPT-2 style) with ``<|endoftext|>`` as eos, saved as a fast tokenizer.
+
+    ``texts`` may be a stream (any iterable of documents)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -291,20 +393,25 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    length = len(texts) if hasattr(texts, "__len__") else None
+    tok.train_from_iterator(texts, trainer=trainer, length=length)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN)
     fast.save_pretrained(str(out_dir))
     return fast
 
 
-def train_sentencepiece_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
-    """SentencePiece BPE (byte fallback), wrapped as a HF ``LlamaTokenizer``."""
+def train_sentencepiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path):
+    """SentencePiece BPE (byte fallback), wrapped as a HF ``LlamaTokenizer``; ``texts`` may be
+    a stream (written to a temporary file line by line)."""
     import sentencepiece as spm
     from transformers import LlamaTokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     text_file = out_dir / "train.txt"
-    text_file.write_text("".join(t if t.endswith("\n") else t + "\n" for t in texts if t.strip()))
+    with open(text_file, "w", encoding="utf-8") as fh:
+        for t in texts:
+            if t.strip():
+                fh.write(t if t.endswith("\n") else t + "\n")
     spm.SentencePieceTrainer.train(
         input=str(text_file),
         model_prefix=str(out_dir / "tokenizer"),
@@ -410,9 +517,7 @@ def tokenize_corpus(
 
     def write(tmp: Path) -> None:
         meta = {"corpus": corpus.name, "tokenizer": tokenizer.name_or_path, "splits": {}}
-        eos_between = corpus.files is None or any(
-            f.suffix == ".jsonl" for fs in corpus.files.values() for f in fs
-        )
+        eos_between = has_document_records(corpus)
         for split in corpus_splits(corpus):
             texts = load_split_texts(corpus, split)
             ids = _encode_texts(texts, tokenizer, eos_between, f"tokenizing {corpus.name}/{split}")
@@ -452,12 +557,19 @@ def tokenize_corpus(
 
 
 def as_blocks(tokens: np.ndarray, seq_len: int) -> np.ndarray:
-    """View a 1-D token array as (num_blocks, seq_len) non-overlapping blocks (tail dropped)."""
+    """View a 1-D token array as (num_blocks, seq_len) non-overlapping blocks (tail dropped).
+
+    A :class:`~repro_core.prepare.TokenStream` (a split over several shards) gives a
+    :class:`~repro_core.prepare.Blocks` view that reads rows on indexing."""
     n = len(tokens) // seq_len
     if n == 0:
         raise ValueError(
             f"split has {len(tokens)} tokens, fewer than one block of seq_len={seq_len}"
         )
+    if not isinstance(tokens, np.ndarray):
+        from .prepare import Blocks
+
+        return Blocks(tokens, seq_len)
     return tokens[: n * seq_len].reshape(n, seq_len)
 
 
@@ -512,8 +624,11 @@ __all__ = [
     "hub_offline",
     "workspace_root",
     "get_tokenizer",
+    "has_document_records",
+    "iter_documents",
     "load_split_texts",
     "resolve_corpus",
+    "sample_documents",
     "tokenize_corpus",
     "tokenizer_fingerprint",
     "train_bpe_tokenizer",

@@ -20,11 +20,13 @@ auxiliary losses). Auxiliary losses are added to the LM loss and reported separa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -179,10 +181,103 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x), state)
 
 
+def _fresh_state(snapshot: ForwardState) -> ForwardState:
+    """A copy of ``snapshot`` whose containers can be written without touching the original."""
+    shared = {k: list(v) if isinstance(v, list) else v for k, v in snapshot.shared.items()}
+    return dataclasses.replace(snapshot, shared=shared, aux_losses=dict(snapshot.aux_losses))
+
+
+def checkpointed_layer(layer, x, position_embeddings, attention_mask, cache, state):
+    """``layer(x, ...)`` whose activations are recomputed in the backward pass.
+
+    Non-reentrant ``torch.utils.checkpoint``: tensors a layer writes into ``state`` (auxiliary
+    losses, cross-layer tensors) stay in the graph as usual. The recomputation runs on a copy of
+    ``state`` as it was when the layer started, so it reads what the first pass read (later
+    layers may have overwritten ``state.shared`` since) and adds no second auxiliary loss.
+    """
+    snapshot = _fresh_state(state)
+    calls = [0]
+
+    def run(inputs):
+        calls[0] += 1
+        target = state if calls[0] == 1 else _fresh_state(snapshot)
+        return layer(inputs, position_embeddings, attention_mask, cache, target)
+
+    return torch.utils.checkpoint.checkpoint(run, x, use_reentrant=False)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """mean_t CE(hidden[t] @ weight^T, labels[t]) over chunks of rows, gradients in the forward.
+
+    Each chunk's logits (c, V) are formed in >= fp32, turned into the chunk's loss and its
+    gradient ``softmax - onehot`` at once, and dropped: the (N, V) logits never exist. The
+    gradients w.r.t. hidden (N, D) and weight (V, D) are kept for the backward, which scales
+    them by the incoming gradient (the approach of Liger-Kernel's fused linear cross-entropy).
+    Rows with label -100 are ignored, as in ``F.cross_entropy``.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, chunk):
+        n = hidden.shape[0]
+        compute = torch.promote_types(hidden.dtype, torch.float32)
+        valid = labels != -100
+        scale = 1.0 / valid.sum().to(compute)  # no host sync
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=compute, device=weight.device) if need_w else None
+        total = torch.zeros((), dtype=compute, device=hidden.device)
+        for start in range(0, n, chunk):
+            h = hidden[start : start + chunk]  # (c, D)
+            y = labels[start : start + chunk]  # (c,)
+            ok = valid[start : start + chunk]
+            target = y.clamp_min(0)
+            logits = F.linear(h, weight).to(compute)  # (c, V)
+            lse = torch.logsumexp(logits, dim=-1)  # (c,)
+            picked = logits.gather(1, target[:, None]).squeeze(1)
+            total = total + ((lse - picked) * ok).sum()
+            if need_h or need_w:
+                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+                grad[torch.arange(len(y), device=grad.device), target] -= 1.0
+                grad.mul_((ok.to(compute) * scale)[:, None])  # d mean-loss / d logits
+                grad = grad.to(weight.dtype)
+                if need_h:
+                    grad_h[start : start + chunk] = (grad @ weight).to(hidden.dtype)
+                if need_w:
+                    grad_w += (grad.t() @ h.to(grad.dtype)).to(compute)
+        ctx.save_for_backward(grad_h, grad_w)
+        return total * scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        gh = grad_h * grad_out.to(grad_h.dtype) if grad_h is not None else None
+        gw = grad_w * grad_out.to(grad_w.dtype) if grad_w is not None else None
+        return gh, gw, None, None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_tokens: int = 2048
+) -> torch.Tensor:
+    """``F.cross_entropy(hidden @ weight.T, labels, ignore_index=-100)`` without the (N, V)
+    logits: hidden (N, D), weight (V, D), labels (N,). See :class:`_LinearCrossEntropy`."""
+    return _LinearCrossEntropy.apply(hidden, weight, labels, max(1, int(chunk_tokens)))
+
+
+def set_gradient_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Switch layer recomputation on/off in every :class:`DecoderModel` of ``model``; returns
+    how many were switched (0: the model has no decoder, a likely mistake)."""
+    found = 0
+    for module in model.modules():
+        if isinstance(module, DecoderModel):
+            module.gradient_checkpointing = enabled
+            found += 1
+    return found
+
+
 class DecoderPreTrainedModel(PreTrainedModel):
     config_class = DecoderConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = ["DecoderLayer"]
     _supports_sdpa = True
 
@@ -208,6 +303,7 @@ class DecoderModel(DecoderPreTrainedModel):
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = rotary_class(config)
+        self.gradient_checkpointing = False
         self.post_init()
 
     def forward(
@@ -228,7 +324,11 @@ class DecoderModel(DecoderPreTrainedModel):
             cache = DynamicCache()
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
-            if attention_mask is not None and attention_mask.dim() == 2 and not attention_mask.all():
+            if (
+                attention_mask is not None
+                and attention_mask.dim() == 2
+                and not attention_mask.all()
+            ):
                 # left padding: positions count real tokens only
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
             else:
@@ -237,8 +337,12 @@ class DecoderModel(DecoderPreTrainedModel):
             state = ForwardState(input_ids=input_ids, attention_mask=attention_mask)
         mask = build_attention_mask(attention_mask, T, past + T, x.device)
         position_embeddings = self.rotary_emb(x, position_ids)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            x = layer(x, position_embeddings, mask, cache, state)
+            if recompute:
+                x = checkpointed_layer(layer, x, position_embeddings, mask, cache, state)
+            else:
+                x = layer(x, position_embeddings, mask, cache, state)
         return self.norm(x), cache, state
 
 
@@ -248,6 +352,9 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
     mlp_class = SwiGLUMLP
     attention_class = Attention
     rotary_class = RotaryEmbedding
+    # rows per chunk of the training loss (0 = plain cross-entropy on full logits); the trainer
+    # sets it from train.loss_chunk_tokens
+    loss_chunk_tokens = 2048
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: DecoderConfig):
@@ -303,14 +410,18 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         past_key_values: Cache | None = None,
         return_dict: bool | None = None,
+        return_logits: bool | None = None,
         **kwargs,
     ) -> DecoderLMOutput:
-        """Logits (B, T, V) in fp32; with ``labels`` (B, T) the next-token loss.
+        """Logits (B, T, V) in fp32 when asked for; with ``labels`` (B, T) the next-token loss.
 
         ``labels`` are the input ids themselves (shifted inside, -100 = ignore), as in HF.
         ``cache`` (alias ``past_key_values``) holds keys/values of earlier tokens.
         ``attention_mask``: (B, S) padding mask, or a custom boolean (B, 1, T, S) mask
         (True = may attend) such as a prefix-LM mask, used as given.
+        ``return_logits``: None means "unless training with labels". Training with labels and
+        without logits computes the loss chunk by chunk (:func:`linear_cross_entropy`), so the
+        (B, T, V) fp32 logits are never materialised; ``logits`` is then None.
         """
         cache = cache if cache is not None else past_key_values
         hidden, cache, state = self.model(
@@ -323,15 +434,34 @@ class DecoderLM(DecoderPreTrainedModel, GenerationMixin):
         )
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden).float()
+        if return_logits is None:
+            return_logits = labels is None or not self.training
+        fused = (
+            labels is not None
+            and not return_logits
+            and self.loss_chunk_tokens > 0
+            and self.lm_head.bias is None
+            # a ZeRO-3 partitioned weight is gathered only when lm_head itself is called
+            and getattr(self.lm_head.weight, "ds_id", None) is None
+        )
+        logits_dtype = torch.promote_types(hidden.dtype, torch.float32)  # fp64 stays fp64
+        logits = self.lm_head(hidden).to(logits_dtype) if not fused else None
         loss = lm_loss = None
         if labels is not None:
             # Shift the labels, not the logits: slicing (B, T, V) logits costs a copy forward
             # and a zero-filled gradient backward.
             shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
-            lm_loss = F.cross_entropy(
-                logits.view(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100
-            )
+            if fused:
+                lm_loss = linear_cross_entropy(
+                    hidden.reshape(-1, hidden.shape[-1]),
+                    self.lm_head.weight,
+                    shifted.reshape(-1),
+                    self.loss_chunk_tokens,
+                )
+            else:
+                lm_loss = F.cross_entropy(
+                    logits.view(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100
+                )
             loss = lm_loss
             for value in state.aux_losses.values():
                 loss = loss + value
@@ -544,7 +674,10 @@ __all__ = [
     "DecoderPreTrainedModel",
     "count_parameters",
     "decoder_config_from_llama",
+    "checkpointed_layer",
     "flops_per_token",
     "llama_config_from_decoder",
+    "linear_cross_entropy",
     "load_llama_checkpoint",
+    "set_gradient_checkpointing",
 ]

@@ -351,25 +351,41 @@ def load_balancing_loss(
         token_mask: (N,) bool, False for tokens to ignore (padding).
     """
     probs = scores / scores.sum(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
-    if token_mask is not None:
-        probs = probs[token_mask]
-        indices = indices[token_mask]
-    used = indices[indices >= 0]
-    if probs.shape[0] == 0 or used.numel() == 0:
-        return scores.sum() * 0.0
-    f = torch.bincount(used, minlength=num_experts).to(probs.dtype) / used.numel()  # (E,)
-    p = probs.mean(0)  # (E,)
+    # Masks are multiplied in, not used to index: no host synchronisation (on a GPU, boolean
+    # indexing and bincount wait for the device).
+    tok = (
+        token_mask.to(probs.dtype)
+        if token_mask is not None
+        else torch.ones(probs.shape[0], dtype=probs.dtype, device=probs.device)
+    )
+    counts = _assignments_per_expert(indices, num_experts, token_mask).to(probs.dtype)
+    f = counts / counts.sum().clamp_min(1.0)  # (E,), all 0 when nothing is routed
+    p = (probs * tok[:, None]).sum(0) / tok.sum().clamp_min(1.0)  # (E,)
     return num_experts * (f * p).sum()
+
+
+def _assignments_per_expert(
+    indices: torch.Tensor, num_experts: int, token_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(E,) float32 count of (token, expert) assignments; -1 slots and masked tokens skipped."""
+    valid = indices >= 0
+    if token_mask is not None:
+        valid = valid & token_mask.reshape(-1, 1).bool()
+    slot = torch.where(valid, indices, num_experts).reshape(-1)  # invalid -> an extra bin
+    counts = torch.zeros(num_experts + 1, dtype=torch.float32, device=indices.device)
+    counts.scatter_add_(0, slot, torch.ones_like(slot, dtype=torch.float32))
+    return counts[:num_experts]
 
 
 def router_z_loss(logits: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
     """ST-MoE router z-loss ``mean_t (logsumexp_i logits[t, i])^2``; logits (N, E)."""
     z = torch.logsumexp(logits, dim=-1)  # (N,)
-    if token_mask is not None:
-        z = z[token_mask]
     if z.numel() == 0:
         return logits.sum() * 0.0
-    return z.pow(2).mean()
+    if token_mask is None:
+        return z.pow(2).mean()
+    m = token_mask.to(z.dtype)
+    return (z.pow(2) * m).sum() / m.sum().clamp_min(1.0)  # no boolean indexing: no host sync
 
 
 @dataclass
@@ -395,10 +411,7 @@ def expert_load(
     indices: torch.Tensor, num_experts: int, token_mask: torch.Tensor | None = None
 ) -> ExpertLoad:
     """Load statistics of one routing decision; indices (N, k) with -1 for unused slots."""
-    if token_mask is not None:
-        indices = indices[token_mask]
-    used = indices[indices >= 0]
-    counts = torch.bincount(used, minlength=num_experts).float()  # (E,)
+    counts = _assignments_per_expert(indices, num_experts, token_mask)  # (E,), no host sync
     total = counts.sum().clamp_min(1.0)
     mean = counts.mean().clamp_min(torch.finfo(torch.float32).tiny)
     return ExpertLoad(

@@ -39,9 +39,10 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, RunConfig, package_preset_dirs
-from .data import BlockSampler, as_blocks, get_tokenizer, resolve_corpus, tokenize_corpus
+from .data import BlockSampler, as_blocks, get_tokenizer, resolve_corpus
 from .evaluate import position_losses, summarize
-from .modeling import count_parameters, flops_per_token
+from .modeling import count_parameters, flops_per_token, set_gradient_checkpointing
+from .prepare import epochs_over_corpus, prepared_splits
 from .results import write_text_atomic
 from .rundir import check_run_dir, clear_run
 
@@ -289,10 +290,21 @@ class Trainer:
 
                 tokenizer = get_tokenizer(resolve_base(cfg.model.init_from))
             else:
-                tokenizer = get_tokenizer(cfg.data.tokenizer, corpus)
+                with acc.local_main_process_first():  # one process per node trains it
+                    tokenizer = get_tokenizer(
+                        cfg.data.tokenizer, corpus, sample_bytes=cfg.data.tokenizer_sample_bytes
+                    )
         self.tokenizer = tokenizer
-        with acc.main_process_first():
-            splits = tokenize_corpus(corpus, tokenizer, cfg.data.val_fraction)
+        # Shards (repro_core.prepare): the first process of each node tokenizes when they are
+        # missing, the others wait. Multi-node: run `repro-prepare` first (README).
+        with acc.local_main_process_first():
+            splits = prepared_splits(
+                corpus,
+                tokenizer,
+                cfg.data.val_fraction,
+                cfg.data.prepare_workers,
+                log=acc.print if acc.is_local_main_process else lambda *a: None,
+            )
         train_tokens = splits["train"].tokens
         if cfg.data.max_train_tokens:
             train_tokens = train_tokens[: cfg.data.max_train_tokens]
@@ -313,6 +325,13 @@ class Trainer:
             if model is not None
             else cfg.model.build(vocab_size=len(tokenizer), max_position_embeddings=L)
         )
+        if cfg.train.gradient_checkpointing and not set_gradient_checkpointing(model, True):
+            raise ValueError(
+                "train.gradient_checkpointing=true but the model has no DecoderModel to "
+                "recompute; set it to false for this model"
+            )
+        if hasattr(model, "loss_chunk_tokens"):
+            model.loss_chunk_tokens = cfg.train.loss_chunk_tokens
         if cfg.train.trainable:
             pattern = re.compile(cfg.train.trainable)
             matched = 0
@@ -330,6 +349,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_multiplier(s, t.warmup_steps, t.max_steps, t.min_lr_ratio)
         )
+        if cfg.train.compile:
+            model = torch.compile(model)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.callbacks = list(callbacks)
         if cfg.train.position_loss_points:
@@ -337,6 +358,9 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.tokens_per_step = self.sampler.global_batch * L
+        self.epochs = epochs_over_corpus(
+            cfg.train.max_steps * self.tokens_per_step, len(self.train_blocks) * L
+        )
         self._metrics_file = self.run_dir / "metrics.jsonl"
         self._wandb = None
 
@@ -389,6 +413,7 @@ class Trainer:
                         "tokens_seen": self.tokens_seen,
                         "seed": self.cfg.seed,
                         "world_size": acc.num_processes,
+                        "global_batch": self.sampler.global_batch,
                     },
                     indent=1,
                 )
@@ -412,6 +437,23 @@ class Trainer:
             raise ValueError(
                 f"{ckpt} was written by {state['world_size']} DeepSpeed processes, now there are "
                 f"{self.accelerator.num_processes}; convert it with deepspeed's ds_to_universal first"
+            )
+        # The data order is a function of the step and the global batch (BlockSampler): with
+        # another world size the run continues exactly when the global batch is unchanged.
+        saved_cfg = load_config_text(ckpt / "config.yaml")
+        saved_batch = state.get("global_batch") or (
+            saved_cfg["train"]["batch_size"]
+            * saved_cfg["train"]["grad_accum"]
+            * state["world_size"]
+        )
+        if saved_batch != self.sampler.global_batch:
+            t = self.cfg.train
+            raise ValueError(
+                f"{ckpt} was trained with a global batch of {saved_batch} blocks "
+                f"({state['world_size']} process(es)); now it is {self.sampler.global_batch} "
+                f"(batch_size {t.batch_size} x grad_accum {t.grad_accum} x "
+                f"{self.accelerator.num_processes} process(es)). Set train.grad_accum (or "
+                "train.batch_size) so that the product stays the same"
             )
         self.accelerator.load_state(str(ckpt))
         self.scheduler.load_state_dict(torch.load(ckpt / "lr_scheduler.pt", weights_only=True))
@@ -460,6 +502,16 @@ class Trainer:
             f"{self.tokens_per_step} tokens/step x {t.max_steps} steps, {acc.num_processes} process(es), "
             f"{len(self.train_blocks)} train blocks of {cfg.data.seq_len}, run dir {self.run_dir}"
         )
+        self.print(
+            f"[train] budget {t.max_steps * self.tokens_per_step:,} tokens = {self.epochs:.2f} "
+            f"epoch(s) over the {len(self.train_blocks) * cfg.data.seq_len:,} training tokens of "
+            f"{cfg.data.corpus}"
+        )
+        if self.epochs > 1:
+            self.print(
+                f"[train] warning: the budget repeats the corpus {self.epochs:.1f} times; a "
+                "larger corpus (README: named corpora) avoids training on repeated data"
+            )
         from tqdm.auto import tqdm
 
         # a bar on a terminal; piped output gets one plain line per log_every steps instead
@@ -474,7 +526,8 @@ class Trainer:
         device = acc.device
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         train_seconds, window_tokens, window_start = 0.0, 0, time.perf_counter()
-        window_losses: dict[str, float] = {}
+        # loss terms stay on the device until a log step: no host sync per micro-step
+        window_losses: dict[str, torch.Tensor] = {}
         window_count = 0
         self.model.train()
         while self.step < t.max_steps:
@@ -494,7 +547,8 @@ class Trainer:
                 terms = {"loss": out.loss.detach(), "lm_loss": out.lm_loss.detach()}
                 terms.update({f"aux/{k}": v.detach() for k, v in (out.aux_losses or {}).items()})
                 for k, v in terms.items():
-                    window_losses[k] = window_losses.get(k, 0.0) + float(v) / t.grad_accum
+                    v = v.float() / t.grad_accum
+                    window_losses[k] = window_losses[k] + v if k in window_losses else v
             window_count += 1
             self.step += 1
             self.tokens_seen += self.tokens_per_step
@@ -503,11 +557,10 @@ class Trainer:
             if self.step % t.log_every == 0 or self.step == t.max_steps:
                 elapsed = time.perf_counter() - window_start
                 train_seconds += elapsed
-                rec = {k: v / window_count for k, v in window_losses.items()}
-                rec = {
-                    k: float(acc.reduce(torch.tensor(v, device=device), "mean"))
-                    for k, v in rec.items()
-                }
+                names = sorted(window_losses)
+                stacked = torch.stack([window_losses[k] for k in names]) / window_count
+                values = acc.reduce(stacked, "mean").tolist()  # one sync per log step
+                rec = dict(zip(names, values))
                 rec.update(
                     step=self.step,
                     tokens_seen=self.tokens_seen,
@@ -577,6 +630,12 @@ class Trainer:
                 self._wandb.finish()
         acc.wait_for_everyone()
         return results
+
+
+def load_config_text(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
 
 
 def _is_deepspeed(acc) -> bool:

@@ -129,7 +129,9 @@ def _train_in_process(spec: RunSpec, preset: str) -> None:
     from repro_core.train import Trainer, reset_accelerate
 
     reset_accelerate()
-    Trainer(_load_config(preset, spec.overrides), spec.run_dir, overwrite=True).train()  # a killed run is replaced
+    Trainer(
+        _load_config(preset, spec.overrides), spec.run_dir, overwrite=True
+    ).train()  # a killed run is replaced
     reset_accelerate()
 
 
