@@ -237,7 +237,10 @@ def test_load_model_round_trip(tmp_path, tokenizer):
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     loaded, tok = load_model(tmp_path)
-    assert type(loaded) is DecoderLM and tok.encode("a b") == tokenizer.encode("a b")
+    # a dense model is saved as a plain Llama checkpoint, which lm-eval loads as such
+    from transformers import LlamaForCausalLM
+
+    assert type(loaded) is LlamaForCausalLM and tok.encode("a b") == tokenizer.encode("a b")
     assert torch.equal(loaded.model.embed_tokens.weight, model.model.embed_tokens.weight)
 
 

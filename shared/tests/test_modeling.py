@@ -116,10 +116,11 @@ def test_save_pretrained_round_trip_through_automodel(tmp_path):
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()  # no trust_remote_code
-    assert type(loaded) is DecoderLM
+    # a dense DecoderLM is saved as a plain Llama checkpoint (model_type llama)
+    assert type(loaded).__name__ == "LlamaForCausalLM"
     x = torch.randint(0, 40, (1, 9))
     with torch.no_grad():
-        assert torch.equal(model(x).logits, loaded(x).logits)
+        torch.testing.assert_close(model(x).logits, loaded(x).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_config_rejects_inconsistent_shapes():

@@ -20,9 +20,9 @@ from repro_finedeep import (
     FinedeepMLP,
     FinedeepModelConfig,
     measure_nsar,
-    nsar,
     router_parameter_count,
 )
+from repro_finedeep.nsar import nsar
 from transformers import AutoModelForCausalLM
 
 D, FF = 12, 24

@@ -166,7 +166,7 @@ def test_frequent_tokens_use_more_than_one_and_at_most_v_freq_experts_across_con
 
 def logits_and_grads(model, ids):
     model.zero_grad()
-    out = model(input_ids=ids, labels=ids)
+    out = model(input_ids=ids, labels=ids, return_logits=True)
     out.loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return out.logits.detach(), grads
@@ -213,7 +213,7 @@ def test_mask_is_indexed_by_the_input_id_not_the_label():
     sets = visible_sets(model.moe_layers()[0])
     ids = torch.randint(0, VOCAB, (2, 16))
     record_routes(model, True)
-    out = model(input_ids=ids, labels=ids)
+    out = model(input_ids=ids, labels=ids, return_logits=True)
     routes = recorded_routes(model)  # (layers, B*T)
     record_routes(model, False)
     by_input = [next(iter(sets[t])) for t in ids.flatten().tolist()]
@@ -222,7 +222,7 @@ def test_mask_is_indexed_by_the_input_id_not_the_label():
     by_label = [next(iter(sets[t])) for t in ids[:, 1:].flatten().tolist()]
     assert by_label != [e for row in torch.tensor(by_input).view(2, 16) for e in row[:-1].tolist()]
     shuffled = ids[:, torch.randperm(16)]
-    assert torch.equal(model(input_ids=ids, labels=shuffled).logits, out.logits)
+    assert torch.equal(model(input_ids=ids, labels=shuffled, return_logits=True).logits, out.logits)
 
 
 # 7. parameters ------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_no_nan_under_bf16_autocast_and_router_in_fp32():
     model = make_model(dtype=torch.float32)
     ids = torch.randint(0, VOCAB, (2, 12))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(input_ids=ids, labels=ids)
+        out = model(input_ids=ids, labels=ids, return_logits=True)
         layer, u, _ = layer_and_ids(model, ids=ids[:1])
         _, aux, _ = run_layer(layer, u.float(), ids[:1])
     out.loss.backward()
@@ -339,7 +339,7 @@ def test_a_few_training_steps_lower_the_loss():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(25):
-        out = model(input_ids=ids, labels=ids)
+        out = model(input_ids=ids, labels=ids, return_logits=True)
         losses.append(out.lm_loss.item())
         opt.zero_grad()
         out.loss.backward()
