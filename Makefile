@@ -11,6 +11,7 @@ RUN ?= $(UV) run --frozen --no-sync
 REPRO_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export REPRO_DATA_DIR
 PRESET ?= tiny
+JOBS ?= 1
 # extra trainer flags for `make quickstart`, e.g. ARGS=--overwrite (replace runs/quickstart)
 ARGS ?=
 PACKAGES ?=
@@ -52,12 +53,12 @@ format: setup ## ruff format + autofix
 base: setup ## pretrain the tiny dense base for DSMoE / UniAttn / HARPE into runs/base/final
 	$(RUN) repro-train --preset base --run-dir runs/base $(if $(wildcard runs/base/checkpoints),--resume,)
 
-reproduce-%: setup ## run a package's experiment grid: make reproduce-finedeep [PRESET=tiny]
+reproduce-%: setup ## run a package's experiment grid: make reproduce-finedeep [PRESET=tiny] [JOBS=2]
 	@test -d packages/$* || { echo "no package packages/$*; available: $(SLUGS)"; exit 2; }
-	$(RUN) python -m repro_$*.reproduce --preset $(PRESET)
+	$(RUN) python -m repro_$*.reproduce --preset $(PRESET) --jobs $(JOBS)
 
 reproduce-all: setup ## every package's reproduce-<slug> in turn
-	@for s in $(SLUGS); do $(MAKE) --no-print-directory reproduce-$$s PRESET=$(PRESET) || exit $$?; done
+	@for s in $(SLUGS); do $(MAKE) --no-print-directory reproduce-$$s PRESET=$(PRESET) JOBS=$(JOBS) || exit $$?; done
 
 bench: setup ## lm-eval on every package with reproduced checkpoints: [PACKAGES=a,b] [TASKS=x,y]
 	$(RUN) repro-bench $(if $(PACKAGES),--packages $(PACKAGES),) $(if $(TASKS),--tasks $(TASKS),)
