@@ -38,6 +38,7 @@ from torch import nn
 
 from repro_core.config import SCORE_FUNCS, SHARED_MIXES
 from repro_core.layers import SwiGLUMLP
+
 # Logit added for an expert a token may not use. Finite, so that a row never becomes all -inf
 # (NaN after softmax) and so that it stays finite when a model is cast to bf16; exp(-1e9) is
 # exactly 0 in fp32 and fp64, so a masked expert gets exactly zero probability and gradient.
