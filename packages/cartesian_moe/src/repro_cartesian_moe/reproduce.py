@@ -21,7 +21,7 @@ from repro_core.experiment import Arm, Grid, Metric, RunSpec, train_run
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
-from .modeling import CartesianMoEModelConfig
+from .config import CartesianMoEModelConfig
 
 LABELS = {
     "dense": "Dense",

@@ -20,8 +20,7 @@ from repro_core.experiment import Arm, Grid, Metric, RunSpec, train_run
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
-from .config import FinedeepModelConfig
-from .nsar import DEFAULT_THRESHOLD
+from .config import DEFAULT_THRESHOLD, FinedeepModelConfig
 
 TAU = str(DEFAULT_THRESHOLD)
 # (M, K) with M K = 8: width only, two balanced settings, depth only (spec §2.6)
