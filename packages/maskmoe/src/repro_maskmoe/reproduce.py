@@ -21,7 +21,7 @@ import sys
 
 from repro_core.claims import Claim
 from repro_core.config import load_config, package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec, train_run
+from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader, train_run
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
@@ -95,6 +95,7 @@ GRID = Grid(
         *(mask_arm(name, f, v) for name, (f, v) in MASK_ARMS.items()),
     ),
     run=run_one,
+    config_loader=config_loader(MaskMoEModelConfig, __file__),
     metrics=(
         Metric("val_perplexity", "val PPL", True, 2),
         Metric("val_bits_per_byte", "val bits/byte", True, 4),
