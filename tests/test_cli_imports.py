@@ -2,11 +2,13 @@
 
 For every console script declared in a workspace member's ``pyproject.toml`` (read from the
 TOML, so a new script is covered without editing this file), a fresh interpreter imports the
-script's module and then calls its ``main`` with a bad argument: a trainer (``*-train``) gets an
-unknown config key (``--set model.nosuch=1``), every other script an unknown option. The user
-error must be one line ``error: ...`` on stderr with exit status 2, no traceback, and neither the
-import nor the failed call may have imported torch, transformers or datasets (so the error comes
-back in about a second instead of after the ~10 s those take to import).
+script's module and then calls its ``main`` with bad arguments: a trainer (``*-train``) gets an
+unknown config key (``--set model.nosuch=1``) and a missing preset, every other script an unknown
+option (its error may name a missing required argument first; either way the core
+``ArgumentParser`` says it in one line). Each user error must be one line ``error: ...`` on stderr naming the bad input, with exit
+status 2 and no traceback, and neither the import nor the failed calls may have imported torch,
+transformers or datasets (so the error comes back in about a second instead of after the ~10 s
+those take to import).
 """
 
 from __future__ import annotations
@@ -27,22 +29,27 @@ HEAVY = ("torch", "transformers", "datasets")
 # give the one-line error, not to avoid the import. Empty: every script checks its input first.
 NEEDS_HEAVY_IMPORT: dict[str, str] = {}
 
-PROBE = """
-import importlib, json, sys
-heavy = {heavy!r}
-target, *argv = sys.argv[1:]
+PROBE = f"""
+import contextlib, importlib, io, json, sys
+heavy = {HEAVY!r}
+target, calls = sys.argv[1], json.loads(sys.argv[2])
 module, _, attr = target.partition(":")
 main = importlib.import_module(module)
 for part in attr.split("."):
     main = getattr(main, part)
 after_import = [m for m in heavy if m in sys.modules]
-try:
-    code = main(argv)
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({{"code": code, "after_import": after_import,
+results = []
+for argv in calls:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    results.append({{"code": code, "stderr": err.getvalue()}})
+print(json.dumps({{"calls": results, "after_import": after_import,
                   "after_main": [m for m in heavy if m in sys.modules]}}))
-""".format(heavy=HEAVY)
+"""
 
 
 def console_scripts() -> list[tuple[str, str]]:
@@ -60,10 +67,14 @@ def console_scripts() -> list[tuple[str, str]]:
 SCRIPTS = console_scripts()
 
 
-def bad_arguments(script: str) -> list[str]:
+def bad_calls(script: str) -> list[tuple[list[str], str]]:
+    """``(argv, text the error line must hold)`` of each bad call of ``script``."""
     if script.endswith("-train"):
-        return ["--preset", "tiny", "--set", "model.nosuch=1"]
-    return ["--no-such-option"]
+        return [
+            (["--preset", "tiny", "--set", "model.nosuch=1"], "model.nosuch"),
+            (["--preset", "no-such-preset"], "no-such-preset"),
+        ]
+    return [(["--no-such-option"], "--help")]  # '(see PROG --help)': the core ArgumentParser
 
 
 def test_the_workspace_declares_the_scripts_this_test_is_about():
@@ -78,21 +89,25 @@ def test_a_bad_argument_is_one_error_line_with_status_2_and_no_heavy_import(
     script, target, tmp_path
 ):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    calls = bad_calls(script)
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, target, *bad_arguments(script)],
+        [sys.executable, "-c", PROBE, target, json.dumps([argv for argv, _ in calls])],
         capture_output=True,
         text=True,
         cwd=tmp_path,  # no runs/ or results of the checkout in reach
         env=env,
         timeout=120,
     )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    if script.endswith("-train"):
-        assert "model.nosuch" in lines[0], lines[0]
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["code"] == 2, report
+    for (argv, expected), call in zip(calls, report["calls"], strict=True):
+        lines = [line for line in call["stderr"].splitlines() if line.strip()]
+        assert "Traceback" not in call["stderr"], (argv, call["stderr"])
+        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, call["stderr"])
+        assert expected in lines[0], (argv, lines[0])
+        assert call["code"] == 2, (argv, call)
     if script not in NEEDS_HEAVY_IMPORT:
         assert report["after_import"] == [], f"importing {target} imports {report['after_import']}"
-        assert report["after_main"] == [], f"{script} imports {report['after_main']} before its checks"
+        assert report["after_main"] == [], (
+            f"{script} imports {report['after_main']} before its checks"
+        )
