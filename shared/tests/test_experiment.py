@@ -109,6 +109,33 @@ def test_a_run_made_with_other_overrides_is_never_reused_silently(env, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "model.x=99" in err[0]
 
 
+def test_a_bad_config_is_one_error_line_before_any_run_starts(env, capsys):
+    """With Grid.config_loader, every (arm, setting) config is loaded once (not per seed) before
+    the first run; a loader's ConfigError names the arm and no run starts."""
+    import dataclasses
+
+    from repro_core.config import ConfigError
+    from repro_core.experiment import main as run_experiment
+
+    loaded = []
+
+    def loader(preset, overrides):
+        loaded.append((preset, tuple(overrides)))
+        if "model.bad=1" in overrides:
+            raise ConfigError("unknown config key(s) ['model.bad']")
+
+    grid = dataclasses.replace(fx.GRID, config_loader=loader)
+    argv = ["--jobs", "0", "--out", str(env / "results"), "--set", "model.bad=1"]
+    assert run_experiment(grid, fx.CLAIMS, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: arm baseline setting V1k: unknown config key(s) ['model.bad']"]
+    assert starts(env) == []
+    loaded.clear()
+    assert run_experiment(grid, fx.CLAIMS, ["--jobs", "0", "--out", str(env / "results")]) == 0
+    assert len(loaded) == 3 * 2  # arms x settings, the three seeds share a config
+    assert len(starts(env)) == 3 * 2 * 3
+
+
 def test_user_errors_are_one_line(env, capsys):
     assert fx.main(["--arms", "nope"]) == 2
     assert fx.main(["--seeds", "a,b"]) == 2

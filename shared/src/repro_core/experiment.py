@@ -41,12 +41,14 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .claims import Claim, judge
+from .cli import ArgumentParser, cli_main
+from .config import UserError
 from .results import write_json_atomic
 
 RESULT_FILE = "result.json"
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """A user error in a grid invocation (unknown arm, bad seeds, missing results)."""
 
 
@@ -111,6 +113,10 @@ class Grid:
         preflight: ``(preset, extra_overrides) -> None``, run once before any worker starts;
             raises ``ExperimentError`` (or ``ConfigError``) for a user error such as a missing
             base checkpoint, so that it is one line instead of a traceback per worker.
+        config_loader: ``(preset, overrides) -> config``, without torch (e.g.
+            ``config_loader(MyModelConfig, __file__)``): given, :func:`main` loads the config of
+            every run (preset + arm + setting + ``--set``) before any worker starts, so that a
+            bad ``--preset`` or ``--set`` is one error line instead of a failed run per worker.
     """
 
     package: str
@@ -122,6 +128,7 @@ class Grid:
     title: str = ""
     description: str = ""
     preflight: Callable[[str, tuple[str, ...]], None] | None = None
+    config_loader: Callable[[str, Sequence[str]], object] | None = None
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -367,8 +374,35 @@ def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, comm
 # The command line
 
 
+def config_loader(model_config_cls, module_file: str) -> Callable[[str, Sequence[str]], object]:
+    """A :attr:`Grid.config_loader` for a package whose runs load their config with
+    ``load_config(preset, overrides, model_config_cls, package_preset_dirs(module_file))``."""
+    from .config import load_config, package_preset_dirs
+
+    dirs = package_preset_dirs(module_file)
+    return lambda preset, overrides: load_config(preset, list(overrides), model_config_cls, dirs)
+
+
+def check_configs(grid: Grid, specs: Sequence[RunSpec]) -> None:
+    """Load the config of every run with :attr:`Grid.config_loader` (seeds aside, once per
+    preset and overrides); a bad one raises :class:`ExperimentError` naming its arm."""
+    if grid.config_loader is None:
+        return
+    seen = set()
+    for spec in specs:
+        overrides = tuple(o for o in spec.overrides if not o.startswith("seed="))
+        if (spec.preset, overrides) in seen:
+            continue
+        seen.add((spec.preset, overrides))
+        try:
+            grid.config_loader(spec.preset, spec.overrides)
+        except UserError as exc:
+            where = f"arm {spec.arm}" + (f" setting {spec.setting}" if spec.setting else "")
+            raise ExperimentError(f"{where}: {exc}") from None
+
+
 def _parse(grid: Grid, argv) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=f"python -m repro_{grid.package}.reproduce",
         description=grid.title or f"{grid.package} experiment grid",
     )
@@ -396,6 +430,7 @@ def _select(names: str | None, allowed: Sequence[str], what: str) -> list[str]:
     return chosen
 
 
+@cli_main
 def main(
     grid: Grid,
     claims: Sequence[Claim] = (),
@@ -437,14 +472,6 @@ def main(
     except ExperimentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from .config import ConfigError
-
-    try:
-        if grid.preflight is not None:
-            grid.preflight(args.preset, tuple(args.overrides))
-    except (ExperimentError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     specs = [
         make_spec(grid, args.preset, arm, setting, seed, tuple(args.overrides))
         for arm in arms
@@ -452,6 +479,13 @@ def main(
         if grid.arm(arm).settings is None or setting in grid.arm(arm).settings
         for seed in seeds
     ]
+    try:
+        check_configs(grid, specs)
+        if grid.preflight is not None:
+            grid.preflight(args.preset, tuple(args.overrides))
+    except UserError as exc:  # ExperimentError, ConfigError, a missing input
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         records, failures = run_grid(grid, specs, jobs=args.jobs)
@@ -513,6 +547,8 @@ def train_run(spec: RunSpec, model_config_cls=None, preset_dirs=None, **trainer_
 __all__ = [
     "Arm",
     "ExperimentError",
+    "check_configs",
+    "config_loader",
     "Grid",
     "Metric",
     "checkpoints",
