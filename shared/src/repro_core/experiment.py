@@ -327,7 +327,7 @@ def per_seed_values(runs: list[dict], metric: str) -> dict[tuple[str, str], dict
         value = r["metrics"]
         for part in metric.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
+        if not isinstance(value, int | float):  # absent, or a group of values (a dict)
             continue
         out.setdefault((r["arm"], r["setting"]), {})[int(r["seed"])] = float(value)
     return out
