@@ -168,3 +168,23 @@ def test_train_run_trains_the_core_preset_with_the_arm_overrides(env):
     assert trainer.cfg.model.num_hidden_layers == 1 and trainer.cfg.seed == 1
     assert trainer.cfg.name == "small" and results["step"] == 3
     assert (run_dir / "final" / "config.json").is_file()
+
+
+def test_derived_records_are_judged_like_arms_and_rebuilt_by_report_only(env):
+    """Grid.derive: methods analysed on the same runs become per-seed records the claims name."""
+    out = env / "results"
+    assert fx.main_derived(["--jobs", "0", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 3 and len(results["derived"]) == 3 * 2 * 2
+    (claim,) = results["claims"]
+    assert [r["setting"] for r in claim["rows"]] == ["w1", "w2"]
+    assert all(r["test"] == "paired" and r["n_pairs"] == 3 for r in claim["rows"])
+    assert claim["rows"][0]["diff"] == pytest.approx(-1.01)  # fast - slow, mean over seeds
+    assert claim["verdict"] == "reproduced"
+    assert (out / "package_plot.txt").read_text() == "12 derived records\n"
+    before = (out / "results.md").read_bytes()
+    (out / "results.md").unlink()
+    (out / "package_plot.txt").unlink()
+    assert fx.main_derived(["--report-only", "--out", str(out)]) == 0
+    assert (out / "results.md").read_bytes() == before
+    assert (out / "package_plot.txt").is_file()  # the package's figures are redrawn too

@@ -117,6 +117,13 @@ class Grid:
             ``config_loader(MyModelConfig, __file__)``): given, :func:`main` loads the config of
             every run (preset + arm + setting + ``--set``) before any worker starts, so that a
             bad ``--preset`` or ``--set`` is one error line instead of a failed run per worker.
+        derive: ``(results) -> records``, records shaped like ``results["runs"]`` (``arm``,
+            ``setting``, ``seed``, ``metrics``) computed from the runs, for claims about
+            something other than an arm: several methods analysed on the same training runs
+            ("train once, analyse many": each method a record 'arm', each analysis setting a
+            record 'setting'), or a per-seed value that needs several runs (a ranking of the
+            arms). Claims name them like arms; they are recomputed from ``results.json`` on
+            ``--report-only`` and stored in ``results["derived"]``.
     """
 
     package: str
@@ -129,6 +136,7 @@ class Grid:
     description: str = ""
     preflight: Callable[[str, tuple[str, ...]], None] | None = None
     config_loader: Callable[[str, Sequence[str]], object] | None = None
+    derive: Callable[[dict], list[dict]] | None = None
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -326,7 +334,7 @@ def per_seed_values(runs: list[dict], metric: str) -> dict[tuple[str, str], dict
         value = r["metrics"]
         for part in metric.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
+        if not isinstance(value, int | float):  # absent, or a group of values (a dict)
             continue
         out.setdefault((r["arm"], r["setting"]), {})[int(r["seed"])] = float(value)
     return out
@@ -334,6 +342,15 @@ def per_seed_values(runs: list[dict], metric: str) -> dict[tuple[str, str], dict
 
 def judge_claims(claims: Sequence[Claim], runs: list[dict], settings: Sequence[str]) -> list:
     return [judge(c, per_seed_values(runs, c.metric), list(settings)) for c in claims]
+
+
+def judge_results(grid: Grid, claims: Sequence[Claim], results: dict) -> None:
+    """Set ``results["claims"]`` (and ``results["derived"]`` when the grid derives records)."""
+    records = results["runs"]
+    if grid.derive is not None:
+        results["derived"] = grid.derive(results)
+        records = records + results["derived"]
+    results["claims"] = judge_claims(claims, records, list(results["grid"]["settings"]))
 
 
 def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, command, wall, jobs):
@@ -349,7 +366,7 @@ def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, comm
         }
         for r in records
     ]
-    return {
+    results = {
         "package": grid.package,
         "preset": preset,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -365,9 +382,11 @@ def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, comm
         },
         "metrics": [asdict(m) for m in grid.metrics],
         "runs": runs,
-        "claims": judge_claims(claims, runs, settings),
+        "claims": [],
         "extra": {},
     }
+    judge_results(grid, claims, results)
+    return results
 
 
 # ----------------------------------------------------------------------------------------------
@@ -437,8 +456,14 @@ def main(
     argv: Sequence[str] | None = None,
     sections: Callable[[dict], list[str]] | None = None,
     finalize: Callable[[dict], dict] | None = None,
+    plots: Callable[[dict, Path], list[str]] | None = None,
 ) -> int:
-    """The ``reproduce.py`` command line of a package (see the module docstring)."""
+    """The ``reproduce.py`` command line of a package (see the module docstring).
+
+    ``sections(results)``: extra markdown for results.md; ``finalize(results)``: measured once
+    after the runs, stored in ``results["extra"]``; ``plots(results, out)``: the package's own
+    figures, drawn into ``out`` from ``results.json`` alone (redrawn by ``--report-only``).
+    """
     from . import report
 
     args = _parse(grid, argv)
@@ -450,7 +475,7 @@ def main(
             raise ExperimentError(f"--seeds {args.seeds!r}: expected integers like 0,1,2") from None
         arms = _select(args.arms, [a.name for a in grid.arms], "arm(s)")
         settings = _select(args.settings, list(grid.settings), "setting(s)")
-        for c in claims:
+        for c in claims if grid.derive is None else ():  # derived arms exist after the runs
             unknown = [a for a in c.arms if a not in [x.name for x in grid.arms]]
             if unknown:
                 raise ValueError(f"claim {c.text[:40]!r} names unknown arm(s) {unknown}")
@@ -464,9 +489,8 @@ def main(
             if not path.is_file():
                 raise ExperimentError(f"--report-only: no {path}; run the grid first")
             results = json.loads(path.read_text())
-            settings = list(results["grid"]["settings"])
-            results["claims"] = judge_claims(claims, results["runs"], settings)
-            report.write(grid, results, out, readme=readme, sections=sections)
+            judge_results(grid, claims, results)
+            report.write(grid, results, out, readme=readme, sections=sections, plots=plots)
             print(f"[grid] rebuilt {out / 'results.md'} from {path}")
             return 0
     except ExperimentError as exc:
@@ -503,7 +527,7 @@ def main(
         results["extra"] = json.loads(previous.read_text()).get("extra", {})
     if finalize is not None:
         results["extra"] = results["extra"] | finalize(results)
-    report.write(grid, results, out, readme=readme, sections=sections)
+    report.write(grid, results, out, readme=readme, sections=sections, plots=plots)
     print(f"[grid] wrote {out / 'results.md'} ({(time.perf_counter() - start) / 60:.1f} min)")
     for spec, tb in failures:
         print(
@@ -554,6 +578,7 @@ __all__ = [
     "checkpoints",
     "RunSpec",
     "judge_claims",
+    "judge_results",
     "main",
     "per_seed_values",
     "run_grid",
