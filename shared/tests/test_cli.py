@@ -107,3 +107,23 @@ def test_run_dir_guard_names_resume_and_overwrite_and_overwrite_keeps_other_file
     (tmp_path / "notes.txt").write_text("mine")
     assert clear_run(tmp_path) == ["metrics.jsonl", "results.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_no_grad_imports_torch_only_when_the_function_runs_and_disables_grad():
+    """``repro_core.no_grad`` at module level leaves torch unimported; the call runs without grad
+    and restores the grad mode afterwards."""
+    code = (
+        "import sys\n"
+        "from repro_core import no_grad\n"
+        "@no_grad\n"
+        "def f(x):\n"
+        "    import torch\n"
+        "    return torch.is_grad_enabled(), (x * 2).requires_grad\n"
+        "print('torch' in sys.modules)\n"
+        "import torch\n"
+        "x = torch.ones(2, requires_grad=True)\n"
+        "print(f(x), torch.is_grad_enabled(), f.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["False", "(False, False) True f"]

@@ -109,6 +109,33 @@ def test_a_run_made_with_other_overrides_is_never_reused_silently(env, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "model.x=99" in err[0]
 
 
+def test_a_bad_config_is_one_error_line_before_any_run_starts(env, capsys):
+    """With Grid.config_loader, every (arm, setting) config is loaded once (not per seed) before
+    the first run; a loader's ConfigError names the arm and no run starts."""
+    import dataclasses
+
+    from repro_core.config import ConfigError
+    from repro_core.experiment import main as run_experiment
+
+    loaded = []
+
+    def loader(preset, overrides):
+        loaded.append((preset, tuple(overrides)))
+        if "model.bad=1" in overrides:
+            raise ConfigError("unknown config key(s) ['model.bad']")
+
+    grid = dataclasses.replace(fx.GRID, config_loader=loader)
+    argv = ["--jobs", "0", "--out", str(env / "results"), "--set", "model.bad=1"]
+    assert run_experiment(grid, fx.CLAIMS, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: arm baseline setting V1k: unknown config key(s) ['model.bad']"]
+    assert starts(env) == []
+    loaded.clear()
+    assert run_experiment(grid, fx.CLAIMS, ["--jobs", "0", "--out", str(env / "results")]) == 0
+    assert len(loaded) == 3 * 2  # arms x settings, the three seeds share a config
+    assert len(starts(env)) == 3 * 2 * 3
+
+
 def test_user_errors_are_one_line(env, capsys):
     assert fx.main(["--arms", "nope"]) == 2
     assert fx.main(["--seeds", "a,b"]) == 2
@@ -141,3 +168,23 @@ def test_train_run_trains_the_core_preset_with_the_arm_overrides(env):
     assert trainer.cfg.model.num_hidden_layers == 1 and trainer.cfg.seed == 1
     assert trainer.cfg.name == "small" and results["step"] == 3
     assert (run_dir / "final" / "config.json").is_file()
+
+
+def test_derived_records_are_judged_like_arms_and_rebuilt_by_report_only(env):
+    """Grid.derive: methods analysed on the same runs become per-seed records the claims name."""
+    out = env / "results"
+    assert fx.main_derived(["--jobs", "0", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 3 and len(results["derived"]) == 3 * 2 * 2
+    (claim,) = results["claims"]
+    assert [r["setting"] for r in claim["rows"]] == ["w1", "w2"]
+    assert all(r["test"] == "paired" and r["n_pairs"] == 3 for r in claim["rows"])
+    assert claim["rows"][0]["diff"] == pytest.approx(-1.01)  # fast - slow, mean over seeds
+    assert claim["verdict"] == "reproduced"
+    assert (out / "package_plot.txt").read_text() == "12 derived records\n"
+    before = (out / "results.md").read_bytes()
+    (out / "results.md").unlink()
+    (out / "package_plot.txt").unlink()
+    assert fx.main_derived(["--report-only", "--out", str(out)]) == 0
+    assert (out / "results.md").read_bytes() == before
+    assert (out / "package_plot.txt").is_file()  # the package's figures are redrawn too

@@ -33,7 +33,6 @@ from datetime import date
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import torch
 from repro_core.cli import ArgumentParser, cli_main
 from repro_core.config import UserError
 from repro_core.results import replace_block, write_text_atomic
@@ -58,6 +57,8 @@ def time_interleaved(
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    import torch
+
     """Measured fp32 GEMM throughput (GFLOP/s) of this machine: the MFU denominator on CPU."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     (seconds,) = time_interleaved([lambda: a @ b], repeats)
@@ -102,6 +103,7 @@ def run_case(case: dict, repeats: int, peak_gflops: float) -> dict:
 
 def core_cases(quick: bool = False) -> list[dict]:
     """Training step (forward + backward + AdamW) of DecoderLM vs LlamaForCausalLM, same weights."""
+    import torch
     from repro_core import DecoderLM, flops_per_token
     from repro_core.modeling import decoder_config_from_llama
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -155,6 +157,10 @@ def registered_cases(only: set[str] | None) -> list[tuple[str, Callable | None, 
     point, filtered by ``only`` before importing. A package whose hook fails to import is
     reported with its error instead of stopping the suite (the workspace grows package by
     package; one broken package must not hide the others' numbers)."""
+    eps = list(entry_points(group="repro.perf"))
+    known = ["core", "loss", "prepare"] + sorted(ep.name for ep in eps)
+    if only and (unknown := only - set(known)):  # before importing anything heavy
+        raise UserError(f"unknown case group(s) {sorted(unknown)}; registered: {known}")
     found: list[tuple[str, Callable | None, str | None]] = []
     if not only or "core" in only:
         found.append(("core", core_cases, None))
@@ -163,7 +169,7 @@ def registered_cases(only: set[str] | None) -> list[tuple[str, Callable | None, 
     for name, make in (("loss", loss_cases), ("prepare", prepare_cases)):
         if not only or name in only:
             found.append((name, make, None))
-    for ep in entry_points(group="repro.perf"):
+    for ep in eps:
         if only and ep.name not in only:
             continue
         try:
@@ -172,11 +178,6 @@ def registered_cases(only: set[str] | None) -> list[tuple[str, Callable | None, 
             found.append(
                 (ep.name, None, f"{ep.value} failed to import: {type(exc).__name__}: {exc}")
             )
-    if only and (unknown := only - {name for name, _, _ in found}):
-        known = ["core", "loss", "prepare"] + sorted(
-            ep.name for ep in entry_points(group="repro.perf")
-        )
-        raise UserError(f"unknown case group(s) {sorted(unknown)}; registered: {known}")
     return found
 
 
@@ -310,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         for readme in update_package_readmes(json.loads((out / "perf.json").read_text())):
             print(f"[perf] rebuilt the speed block of {readme}")
         return 0
+    if args.repeats < 1:
+        raise UserError(f"--repeats {args.repeats}: need at least 1")
+    only = set(args.only.split(",")) if args.only else None
+    groups = registered_cases(only)  # an unknown --only group fails here, before torch
+    import torch
+
     peak = matmul_peak_gflops(512 if args.quick else 2048)
     report = {
         "date": date.today().isoformat(),
@@ -320,9 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["repro-perf", *(argv if argv is not None else sys.argv[1:])]),
         "cases": [],
     }
-    only = set(args.only.split(",")) if args.only else None
     report["failed"] = []
-    for group, make_cases, error in registered_cases(only):
+    for group, make_cases, error in groups:
         try:
             cases = make_cases(args.quick) if error is None else []
         except Exception as exc:  # noqa: BLE001 - reported in perf.md / perf.json

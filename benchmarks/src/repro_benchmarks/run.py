@@ -478,6 +478,8 @@ def _run(args, argv) -> int:
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     for module in args.imports:
         importlib.import_module(module)
+        if "." not in module and importlib.util.find_spec(f"{module}.modeling") is not None:
+            importlib.import_module(f"{module}.modeling")  # a package registers with its modeling
     resolve_tasks(tasks)  # bad names fail here, before any model is loaded
     check_task_data(tasks)
     models = collect_models(packages, args.model)

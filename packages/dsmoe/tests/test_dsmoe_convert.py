@@ -91,7 +91,7 @@ def test_converter_cli_end_to_end(tmp_path, capsys):
                  "--out", str(out)]) == 0  # fmt: skip
     summary = json.loads((out / "conversion.json").read_text())
     assert summary["dsmoe_parameters"] - summary["dense_parameters"] == 2 * 32 * 4
-    import repro_dsmoe  # noqa: F401  (registers the model)
+    import repro_dsmoe.modeling  # noqa: F401  (registers the model)
 
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     assert isinstance(model, DSMoEForCausalLM) and model.config.expert_size == 24

@@ -72,8 +72,7 @@ def test_end_to_end_smoke_run_under_a_minute_and_eval_reproduces_it(tmp_path, ca
     again = json.loads(capsys.readouterr().out)
     for key in ("recon_psnr", "caption_class_acc", "heldout_text_ce", "gen_agreement"):
         assert again[key] == saved[key], key
-    try:
-        train_main(["--preset", "debug", "--run-dir", str(tmp_path / "run")])
-        raise AssertionError("a finished run directory was overwritten")
-    except FileExistsError:
-        pass
+    # a finished run directory is never overwritten: one error line, status 2, before training
+    assert train_main(["--preset", "debug", "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a finished run" in err[0], err

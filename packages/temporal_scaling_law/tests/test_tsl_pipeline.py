@@ -5,13 +5,17 @@ wikitext-2 from REPRO_DATA_DIR (the root conftest points it at ../shared/data).
 """
 
 import json
+import math
 
 import numpy as np
 import pytest
 import yaml
+from repro_core.claims import RULE
 from repro_core.train import reset_accelerate
 from repro_temporal_scaling_law import fit_run, load_run
 from repro_temporal_scaling_law import reproduce as rep
+from repro_temporal_scaling_law.analysis import METHODS, WINDOWS
+from repro_temporal_scaling_law.grid_report import plot_names
 from repro_temporal_scaling_law.mixtures import build_mixture_corpora, interleave, take_chars
 from repro_temporal_scaling_law.train import main as train_main
 
@@ -99,67 +103,48 @@ def test_mixture_corpora_have_the_asked_proportions_and_one_fixed_validation_tar
     assert sorted(resolve_corpus(str(folders[0.25])).files) == ["train", "validation"]
 
 
-def test_reproduce_debug_grid_writes_results_claims_and_plots(tmp_path):
+def test_reproduce_grid_trains_fits_every_method_reports_and_resumes(tmp_path, monkeypatch):
+    """The grid on repro_core.experiment, smaller than tiny: the debug preset, one seed, the main
+    run and two mixtures, trained in process; every method fitted at every window in the run's
+    worker; derived per-seed records judged; a rerun starts nothing; --report-only rebuilds."""
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path / "runs"))
     out = tmp_path / "results"
-    args = ["--preset", "debug", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
-    assert rep.main([*args, "--jobs", "0"]) == 0
+    args = ["--preset", "debug", "--seeds", "0", "--arms", "main,mix-a0.20,mix-a0.80"]
+    assert rep.main([*args, "--jobs", "0", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert {r["name"] for r in results["runs"]} == {
-        "main-seed0",
-        "mix-a0.25-seed0",
-        "mix-a0.75-seed0",
-    }
-    assert results["runs_trained"] == 3
-    assert set(results["prediction"]) == {"main", "mixtures"}
-    assert set(results["prediction"]["main"]) == {"0.3", "0.5"}
-    for table in results["prediction"]["main"].values():
-        assert "last_value" in table and "tsl" in table
-    assert set(results["ranking"]["windows"]) == {"0.3", "0.5"}
-    assert results["ranking"]["weights"] == [0.25, 0.75]
-    text = (out / "results.md").read_text()
-    assert "## Claims" in text and results["claims"]
-    from repro_core.claims import RULE, VERDICTS
-
-    assert RULE in text
-    # one seed: the loss prediction compares runs paired (1 run), the selection 1 seed: no verdict
+    assert [r["arm"] for r in results["runs"]] == ["main", "mix-a0.20", "mix-a0.80"]
+    for run in results["runs"]:
+        fits = run["metrics"]["fits"]
+        assert list(fits) == list(WINDOWS)
+        for window, fit in fits.items():
+            assert set(fit["methods"]) == set(METHODS)
+            # a fit that could not be made is NaN with its reason, never left out
+            for method, entry in fit["methods"].items():
+                assert math.isfinite(entry["mape"]) or method in fit["errors"]
+            assert (
+                run["metrics"][f"mape@{window}/last_value"] == fit["methods"]["last_value"]["mape"]
+            )
+        assert run["metrics"]["final_loss"] == pytest.approx(run["metrics"]["val_loss"], abs=1e-5)
+    # one record per method, window and seed; the ranking needs the two mixtures of the seed
+    assert len(results["derived"]) == len(METHODS) * len(WINDOWS)
+    ranked = results["derived"][0]["metrics"]
+    assert set(ranked) >= {"mape_main", "mape_mixtures", "spearman", "regret", "top1_hit"}
+    # one seed: no verdict
     assert {c["verdict"] for c in results["claims"]} <= {"too few seeds", "diverged"}
-    assert set(VERDICTS) >= {c["verdict"] for c in results["claims"]}
-    for plot in results["plots"]:
-        assert (out / plot).read_bytes()[:4] == b"\x89PNG"
-    # a rerun reuses the complete runs and trains nothing
-    assert rep.main([*args, "--jobs", "0"]) == 0
-    again = json.loads((out / "results.json").read_text())
-    assert again["runs_trained"] == 0 and again["runs_reused"] == 3
-    assert rep.checkpoints("debug", str(tmp_path / "runs")).keys() == {
-        "tsl-main-seed0",
-        "tsl-mix-a0.25-seed0",
-        "tsl-mix-a0.75-seed0",
-    }
-
-
-def test_readme_block_is_replaced_between_the_markers(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"before\n{rep.README_START}\nold\n{rep.README_END}\nafter\n")
-    results = {
-        "preset": "tiny",
-        "date": "d",
-        "hardware": "h",
-        "wall_seconds": {"total": 1.0},
-        "runs_trained": 1,
-        "runs_reused": 0,
-        "model_summary": "m",
-        "prediction": {},
-        "claims": [],
-        "config": {"data": {"corpus": "wikitext-2"}},
-        "grid": {
-            "fit_windows": [0.1],
-            "tsl_variants": {"v": {"min_r2": 0.0}},
-            "min_r2": 0.5,
-            "seeds": [0],
-            "mixture_weights": [0.5],
-            "mixture_seeds": [0],
-        },
-    }
-    assert rep.update_readme(results, readme)
-    text = readme.read_text()
-    assert text.startswith("before\n") and text.endswith("\nafter\n") and "old" not in text
+    text = (out / "results.md").read_text()
+    assert "## Mixture selection" in text and "## Stage-1 fit quality" in text
+    assert "## Claims" in text and RULE in text
+    for name in plot_names(results):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    finished = sorted(p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json"))
+    assert len(finished) == 3
+    assert rep.main([*args, "--jobs", "0", "--out", str(out)]) == 0  # finds every run finished
+    assert (
+        sorted(p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("result.json")) == finished
+    )
+    before = (out / "results.md").read_bytes()
+    (out / "results.md").unlink()
+    assert rep.main(["--report-only", "--preset", "debug", "--out", str(out)]) == 0
+    assert (out / "results.md").read_bytes() == before
+    assert set(rep.checkpoints("debug")) == {"tsl-main-seed0", "tsl-mix-a0.20-seed0",
+                                            "tsl-mix-a0.80-seed0"}  # fmt: skip

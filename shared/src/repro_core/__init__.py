@@ -5,6 +5,7 @@ an attribute below, or with ``import repro_core.modeling`` (which also registers
 with ``AutoModelForCausalLM``). Tokenizer code (``repro_core.bpe``) never needs torch.
 """
 
+import functools
 import sys
 from importlib import import_module
 
@@ -45,3 +46,18 @@ def lazy_exports(package: str, exports: dict[str, str]):
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def no_grad(fn):
+    """``torch.no_grad()`` as a decorator that imports torch when ``fn`` is called, not when it is
+    defined: for functions of a module that its command line imports before checking its
+    arguments (``@torch.no_grad()`` at module level would import torch there)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper

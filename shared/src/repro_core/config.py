@@ -41,6 +41,12 @@ def check(condition: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is invalid: allowed {allowed}")
 
 
+# Allowed values of the core MoE switches (``repro_core.moe`` validates against the same tuples);
+# here, torch-free, so that a package's model section can check them before torch is imported.
+SCORE_FUNCS = ("softmax", "sigmoid")
+SHARED_MIXES = ("add", "coef")
+
+
 @dataclass
 class ModelConfig:
     """Shape of the dense LLaMA-style decoder (the baseline every package compares against).
@@ -423,6 +429,8 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "RunConfig",
+    "SCORE_FUNCS",
+    "SHARED_MIXES",
     "TrainConfig",
     "find_preset",
     "from_dict",

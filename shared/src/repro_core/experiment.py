@@ -41,12 +41,14 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .claims import Claim, judge
+from .cli import ArgumentParser, cli_main
+from .config import UserError
 from .results import write_json_atomic
 
 RESULT_FILE = "result.json"
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """A user error in a grid invocation (unknown arm, bad seeds, missing results)."""
 
 
@@ -111,6 +113,17 @@ class Grid:
         preflight: ``(preset, extra_overrides) -> None``, run once before any worker starts;
             raises ``ExperimentError`` (or ``ConfigError``) for a user error such as a missing
             base checkpoint, so that it is one line instead of a traceback per worker.
+        config_loader: ``(preset, overrides) -> config``, without torch (e.g.
+            ``config_loader(MyModelConfig, __file__)``): given, :func:`main` loads the config of
+            every run (preset + arm + setting + ``--set``) before any worker starts, so that a
+            bad ``--preset`` or ``--set`` is one error line instead of a failed run per worker.
+        derive: ``(results) -> records``, records shaped like ``results["runs"]`` (``arm``,
+            ``setting``, ``seed``, ``metrics``) computed from the runs, for claims about
+            something other than an arm: several methods analysed on the same training runs
+            ("train once, analyse many": each method a record 'arm', each analysis setting a
+            record 'setting'), or a per-seed value that needs several runs (a ranking of the
+            arms). Claims name them like arms; they are recomputed from ``results.json`` on
+            ``--report-only`` and stored in ``results["derived"]``.
     """
 
     package: str
@@ -122,6 +135,8 @@ class Grid:
     title: str = ""
     description: str = ""
     preflight: Callable[[str, tuple[str, ...]], None] | None = None
+    config_loader: Callable[[str, Sequence[str]], object] | None = None
+    derive: Callable[[dict], list[dict]] | None = None
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -319,7 +334,7 @@ def per_seed_values(runs: list[dict], metric: str) -> dict[tuple[str, str], dict
         value = r["metrics"]
         for part in metric.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
+        if not isinstance(value, int | float):  # absent, or a group of values (a dict)
             continue
         out.setdefault((r["arm"], r["setting"]), {})[int(r["seed"])] = float(value)
     return out
@@ -327,6 +342,15 @@ def per_seed_values(runs: list[dict], metric: str) -> dict[tuple[str, str], dict
 
 def judge_claims(claims: Sequence[Claim], runs: list[dict], settings: Sequence[str]) -> list:
     return [judge(c, per_seed_values(runs, c.metric), list(settings)) for c in claims]
+
+
+def judge_results(grid: Grid, claims: Sequence[Claim], results: dict) -> None:
+    """Set ``results["claims"]`` (and ``results["derived"]`` when the grid derives records)."""
+    records = results["runs"]
+    if grid.derive is not None:
+        results["derived"] = grid.derive(results)
+        records = records + results["derived"]
+    results["claims"] = judge_claims(claims, records, list(results["grid"]["settings"]))
 
 
 def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, command, wall, jobs):
@@ -342,7 +366,7 @@ def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, comm
         }
         for r in records
     ]
-    return {
+    results = {
         "package": grid.package,
         "preset": preset,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -358,17 +382,46 @@ def collect(grid, claims, records, *, preset, seeds, arms, settings, extra, comm
         },
         "metrics": [asdict(m) for m in grid.metrics],
         "runs": runs,
-        "claims": judge_claims(claims, runs, settings),
+        "claims": [],
         "extra": {},
     }
+    judge_results(grid, claims, results)
+    return results
 
 
 # ----------------------------------------------------------------------------------------------
 # The command line
 
 
+def config_loader(model_config_cls, module_file: str) -> Callable[[str, Sequence[str]], object]:
+    """A :attr:`Grid.config_loader` for a package whose runs load their config with
+    ``load_config(preset, overrides, model_config_cls, package_preset_dirs(module_file))``."""
+    from .config import load_config, package_preset_dirs
+
+    dirs = package_preset_dirs(module_file)
+    return lambda preset, overrides: load_config(preset, list(overrides), model_config_cls, dirs)
+
+
+def check_configs(grid: Grid, specs: Sequence[RunSpec]) -> None:
+    """Load the config of every run with :attr:`Grid.config_loader` (seeds aside, once per
+    preset and overrides); a bad one raises :class:`ExperimentError` naming its arm."""
+    if grid.config_loader is None:
+        return
+    seen = set()
+    for spec in specs:
+        overrides = tuple(o for o in spec.overrides if not o.startswith("seed="))
+        if (spec.preset, overrides) in seen:
+            continue
+        seen.add((spec.preset, overrides))
+        try:
+            grid.config_loader(spec.preset, spec.overrides)
+        except UserError as exc:
+            where = f"arm {spec.arm}" + (f" setting {spec.setting}" if spec.setting else "")
+            raise ExperimentError(f"{where}: {exc}") from None
+
+
 def _parse(grid: Grid, argv) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=f"python -m repro_{grid.package}.reproduce",
         description=grid.title or f"{grid.package} experiment grid",
     )
@@ -396,14 +449,21 @@ def _select(names: str | None, allowed: Sequence[str], what: str) -> list[str]:
     return chosen
 
 
+@cli_main
 def main(
     grid: Grid,
     claims: Sequence[Claim] = (),
     argv: Sequence[str] | None = None,
     sections: Callable[[dict], list[str]] | None = None,
     finalize: Callable[[dict], dict] | None = None,
+    plots: Callable[[dict, Path], list[str]] | None = None,
 ) -> int:
-    """The ``reproduce.py`` command line of a package (see the module docstring)."""
+    """The ``reproduce.py`` command line of a package (see the module docstring).
+
+    ``sections(results)``: extra markdown for results.md; ``finalize(results)``: measured once
+    after the runs, stored in ``results["extra"]``; ``plots(results, out)``: the package's own
+    figures, drawn into ``out`` from ``results.json`` alone (redrawn by ``--report-only``).
+    """
     from . import report
 
     args = _parse(grid, argv)
@@ -415,7 +475,7 @@ def main(
             raise ExperimentError(f"--seeds {args.seeds!r}: expected integers like 0,1,2") from None
         arms = _select(args.arms, [a.name for a in grid.arms], "arm(s)")
         settings = _select(args.settings, list(grid.settings), "setting(s)")
-        for c in claims:
+        for c in claims if grid.derive is None else ():  # derived arms exist after the runs
             unknown = [a for a in c.arms if a not in [x.name for x in grid.arms]]
             if unknown:
                 raise ValueError(f"claim {c.text[:40]!r} names unknown arm(s) {unknown}")
@@ -429,20 +489,11 @@ def main(
             if not path.is_file():
                 raise ExperimentError(f"--report-only: no {path}; run the grid first")
             results = json.loads(path.read_text())
-            settings = list(results["grid"]["settings"])
-            results["claims"] = judge_claims(claims, results["runs"], settings)
-            report.write(grid, results, out, readme=readme, sections=sections)
+            judge_results(grid, claims, results)
+            report.write(grid, results, out, readme=readme, sections=sections, plots=plots)
             print(f"[grid] rebuilt {out / 'results.md'} from {path}")
             return 0
     except ExperimentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from .config import ConfigError
-
-    try:
-        if grid.preflight is not None:
-            grid.preflight(args.preset, tuple(args.overrides))
-    except (ExperimentError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     specs = [
@@ -452,6 +503,13 @@ def main(
         if grid.arm(arm).settings is None or setting in grid.arm(arm).settings
         for seed in seeds
     ]
+    try:
+        check_configs(grid, specs)
+        if grid.preflight is not None:
+            grid.preflight(args.preset, tuple(args.overrides))
+    except UserError as exc:  # ExperimentError, ConfigError, a missing input
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         records, failures = run_grid(grid, specs, jobs=args.jobs)
@@ -469,7 +527,7 @@ def main(
         results["extra"] = json.loads(previous.read_text()).get("extra", {})
     if finalize is not None:
         results["extra"] = results["extra"] | finalize(results)
-    report.write(grid, results, out, readme=readme, sections=sections)
+    report.write(grid, results, out, readme=readme, sections=sections, plots=plots)
     print(f"[grid] wrote {out / 'results.md'} ({(time.perf_counter() - start) / 60:.1f} min)")
     for spec, tb in failures:
         print(
@@ -513,11 +571,14 @@ def train_run(spec: RunSpec, model_config_cls=None, preset_dirs=None, **trainer_
 __all__ = [
     "Arm",
     "ExperimentError",
+    "check_configs",
+    "config_loader",
     "Grid",
     "Metric",
     "checkpoints",
     "RunSpec",
     "judge_claims",
+    "judge_results",
     "main",
     "per_seed_values",
     "run_grid",

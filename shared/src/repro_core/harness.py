@@ -474,8 +474,8 @@ def summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
 def load_model(model_dir: str | Path, device: str | torch.device | None = None, dtype=None):
     """``(model, tokenizer)`` from a ``save_pretrained`` directory with the tokenizer beside it.
 
-    Import the package that defines the model first (``import repro_<slug>`` registers its
-    classes with ``AutoModelForCausalLM``); ``repro_core`` is imported here, which registers
+    Import the package that defines the model first (``import repro_<slug>.modeling`` registers
+    its classes with ``AutoModelForCausalLM``); ``repro_core`` is imported here, which registers
     ``DecoderLM`` (the ``final/`` of a core run directory).
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -493,7 +493,8 @@ def load_model(model_dir: str | Path, device: str | torch.device | None = None, 
     except (KeyError, ValueError) as exc:
         raise ValueError(
             f"{path}: its model_type is not registered with transformers ({exc}). Import the package "
-            "that defines it before loading (`import repro_<slug>`; `repro-bench --import repro_<slug>`)"
+            "that defines it before loading (`import repro_<slug>.modeling`; "
+            "`repro-bench --import repro_<slug>`)"
         ) from exc
     kwargs = {"dtype": dtype} if dtype is not None else {}
     model = AutoModelForCausalLM.from_pretrained(path, config=config, **kwargs)

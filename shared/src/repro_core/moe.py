@@ -36,10 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro_core.config import SCORE_FUNCS, SHARED_MIXES
 from repro_core.layers import SwiGLUMLP
 
-SCORE_FUNCS = ("softmax", "sigmoid")
-SHARED_MIXES = ("add", "coef")
 # Logit added for an expert a token may not use. Finite, so that a row never becomes all -inf
 # (NaN after softmax) and so that it stays finite when a model is cast to bf16; exp(-1e9) is
 # exactly 0 in fp32 and fp64, so a masked expert gets exactly zero probability and gradient.
@@ -647,6 +646,8 @@ def set_disable_top1(module: nn.Module, enabled: bool) -> int:
 
 __all__ = [
     "MASKED_LOGIT",
+    "SCORE_FUNCS",
+    "SHARED_MIXES",
     "RouterOutput",
     "TopKRouter",
     "random_token_expert_mask",

@@ -28,7 +28,6 @@ the shared filesystem, then launch (see the README).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import ArgumentParser, cli_main
 from .data import (
     Corpus,
     TokenizedSplit,
@@ -437,12 +437,13 @@ def epochs_over_corpus(tokens_planned: int, train_tokens: int) -> float:
 # Command line
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     """``repro-prepare``: tokenize a preset's corpus (or any corpus) into shards."""
-    from .config import load_config, package_preset_dirs
+    from .config import UserError, load_config, package_preset_dirs
     from .data import get_tokenizer, resolve_corpus
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="repro-prepare",
         description="Tokenize a corpus into memmapped shards (streamed, N workers, resumable). "
         "Run it once before a multi-node launch; the trainer finds the shards by corpus + "
@@ -462,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     tok_spec = args.tokenizer or (cfg.data.tokenizer if cfg else None)
     if not corpus_name or not tok_spec:
         p.error("pass --preset, or both --corpus and --tokenizer")
+    if args.workers < 0 or args.shard_mb <= 0:
+        raise UserError("--workers must be >= 0 (0 = cores) and --shard-mb > 0")
     corpus = resolve_corpus(corpus_name)
     sample = cfg.data.tokenizer_sample_bytes if cfg else 10**9
     tokenizer = get_tokenizer(tok_spec, corpus, sample_bytes=sample)

@@ -301,12 +301,17 @@ def plot(results: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def write(grid, results: dict, out: Path, readme: Path | None = None, sections=None) -> None:
-    """results.json, results.md, results.png (and the README block when ``readme`` is given)."""
+def write(
+    grid, results: dict, out: Path, readme: Path | None = None, sections=None, plots=None
+) -> None:
+    """results.json, results.md, results.png (and the README block when ``readme`` is given);
+    ``plots(results, out)`` draws the package's own figures next to them."""
     out = Path(out)
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "results.md", to_markdown(grid, results, sections))
     plot(results, out / PLOT)
+    if plots is not None:
+        plots(results, out)
     if readme is not None:
         replace_block(readme, README_START, README_END, readme_block(results))
 

@@ -1,34 +1,28 @@
 """CartesianMoE (Su et al., NAACL 2025, arXiv 2410.16077) on the repro core.
 
-Importing this package registers ``CartesianMoEConfig`` / ``CartesianMoEForCausalLM`` with
-``AutoConfig`` / ``AutoModelForCausalLM`` (model_type ``repro_cartesian_moe``).
+``import repro_cartesian_moe.modeling`` (or using any model class below) registers
+``CartesianMoEConfig`` / ``CartesianMoEForCausalLM`` with ``AutoConfig`` /
+``AutoModelForCausalLM`` (model_type ``repro_cartesian_moe``); ``import repro_cartesian_moe``
+alone stays cheap (no torch), so that the command lines check their arguments first.
 """
 
-from repro_cartesian_moe.layers import VARIANTS, CartesianMoEFFN, build_ffn, run_ffn
-from repro_cartesian_moe.modeling import (
-    MODEL_VARIANTS,
-    CartesianMoEConfig,
-    CartesianMoEForCausalLM,
-    CartesianMoEModelConfig,
-    MoELayer,
-    expert_load_summary,
-    record_expert_load,
-    set_disable_top1,
-)
+from repro_core import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MODEL_VARIANTS",
-    "VARIANTS",
-    "CartesianMoEConfig",
-    "CartesianMoEFFN",
-    "CartesianMoEForCausalLM",
-    "CartesianMoEModelConfig",
-    "MoELayer",
-    "build_ffn",
-    "expert_load_summary",
-    "record_expert_load",
-    "run_ffn",
-    "set_disable_top1",
-]
+_EXPORTS = {
+    "MODEL_VARIANTS": ".config",
+    "VARIANTS": ".config",
+    "CartesianMoEConfig": ".modeling",
+    "CartesianMoEFFN": ".layers",
+    "CartesianMoEForCausalLM": ".modeling",
+    "CartesianMoEModelConfig": ".config",
+    "MoELayer": ".modeling",
+    "build_ffn": ".layers",
+    "expert_load_summary": ".modeling",
+    "record_expert_load": ".modeling",
+    "run_ffn": ".layers",
+    "set_disable_top1": ".modeling",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -11,18 +11,14 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
-import torch
+from repro_core import no_grad
 from repro_core.cli import check_eval_inputs, cli_main, eval_arg_parser
-from repro_core.evaluate import evaluate_blocks
-
-from repro_cartesian_moe.modeling import expert_load_summary, record_expert_load, set_disable_top1
 
 
-@torch.no_grad()
+@no_grad
 def evaluate_model(
     model,
-    blocks: np.ndarray,
+    blocks,
     bytes_per_token: float | None,
     batch_size: int = 16,
     max_batches: int = 0,
@@ -36,6 +32,14 @@ def evaluate_model(
     ``"top1_disabled_ppl_ratio"`` = disabled / intact perplexity. Dense models (no router)
     report ``top1_disabled = None``.
     """
+    from repro_core.evaluate import evaluate_blocks
+
+    from repro_cartesian_moe.modeling import (
+        expert_load_summary,
+        record_expert_load,
+        set_disable_top1,
+    )
+
     record_expert_load(model, True)
     intact = evaluate_blocks(model, blocks, bytes_per_token, batch_size, max_batches)
     out = {"intact": intact, "expert_load": expert_load_summary(model)}
@@ -57,7 +61,6 @@ def evaluate_model(
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     from repro_core.config import UserError
-    from repro_core.evaluate import load_run, run_split_blocks
 
     p = eval_arg_parser(
         "repro-cartesian-moe-eval",
@@ -79,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     check_eval_inputs(args)
+    # the heavy stack from here on
+    from repro_core.evaluate import load_run, run_split_blocks
+
+    from repro_cartesian_moe import modeling  # noqa: F401  (registers the model with transformers)
+
     model, tok, cfg = load_run(args.run, args.checkpoint)
     try:
         split, blocks, corpus = run_split_blocks(cfg, tok, args.split, args.corpus)

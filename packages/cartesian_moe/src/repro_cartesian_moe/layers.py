@@ -25,15 +25,8 @@ from repro_core.layers import RMSNorm
 from repro_core.moe import MoEAux, MoEFeedForward, count_block_parameters
 from torch import nn
 
-# Table 1 variants; "cartesian_no_shared" is the Table 3 ablation (not parameter-matched).
-VARIANTS = (
-    "smoe_share",
-    "smoe_top3",
-    "fine_grained",
-    "cartesian",
-    "cartesian_no_shared",
-    "smoe_topp",
-)
+from repro_cartesian_moe.config import VARIANTS
+
 TOP_P = 0.4  # TopP baseline threshold (paper Table 1 and the official code, spec §1.7)
 
 

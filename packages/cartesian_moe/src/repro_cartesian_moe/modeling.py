@@ -26,19 +26,16 @@ z-loss) is added to the LM loss through :func:`repro_core.moe.report_aux`: two p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-from repro_core.config import ModelConfig, check, resolve_base
+from repro_core.config import SHARED_MIXES
 from repro_core.layers import ForwardState, SwiGLUMLP
 from repro_core.modeling import DecoderConfig, DecoderLM, load_llama_checkpoint
-from repro_core.moe import SHARED_MIXES, TopKRouter, report_aux
+from repro_core.moe import TopKRouter, report_aux
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from repro_cartesian_moe.layers import VARIANTS, CartesianMoEFFN, build_ffn, run_ffn
-
-MODEL_VARIANTS = ("dense", *VARIANTS)
+from repro_cartesian_moe.config import MODEL_VARIANTS, CartesianMoEModelConfig
+from repro_cartesian_moe.layers import CartesianMoEFFN, build_ffn, run_ffn
 
 
 class CartesianMoEConfig(DecoderConfig):
@@ -277,87 +274,6 @@ def load_dense_checkpoint(path, **moe_kwargs) -> CartesianMoEForCausalLM:
 
 AutoConfig.register(CartesianMoEConfig.model_type, CartesianMoEConfig, exist_ok=True)
 AutoModelForCausalLM.register(CartesianMoEConfig, CartesianMoEForCausalLM, exist_ok=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# Typed run config (the ``model`` section of a preset)
-
-
-@dataclass
-class CartesianMoEModelConfig(ModelConfig):
-    """:class:`~repro_core.config.ModelConfig` plus the switches of :class:`CartesianMoEConfig`.
-
-    ``intermediate_size`` is W, the width of the dense layers and of one full expert unit.
-    ``init_from`` continues from a checkpoint directory: this package's ``final/`` (loaded as
-    is, with the switches of this section), or a dense HF Llama / DecoderLM one (see
-    :func:`load_dense_checkpoint`: embeddings, attention, norms and the dense layers' MLPs are
-    copied; the MoE layers start from their initialisation and that layer's dense MLP weights
-    are dropped). The shape fields of this section are then taken from the checkpoint.
-    """
-
-    variant: str = "cartesian"
-    num_experts: int = 8
-    moe_layer_interval: int = 2
-    shared_mix: str = "coef"
-    load_balancing_coef: float = 0.01
-    z_loss_coef: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(
-            self.variant in MODEL_VARIANTS,
-            "model.variant",
-            self.variant,
-            f"one of {list(MODEL_VARIANTS)}",
-        )
-        check(self.num_experts >= 1, "model.num_experts", self.num_experts, "an integer >= 1")
-        check(
-            self.moe_layer_interval >= 1,
-            "model.moe_layer_interval",
-            self.moe_layer_interval,
-            "an integer >= 1 (2 = every other layer)",
-        )
-        check(
-            self.shared_mix in SHARED_MIXES,
-            "model.shared_mix",
-            self.shared_mix,
-            f"one of {list(SHARED_MIXES)}",
-        )
-        check(
-            self.load_balancing_coef >= 0,
-            "model.load_balancing_coef",
-            self.load_balancing_coef,
-            ">= 0",
-        )
-        check(self.z_loss_coef >= 0, "model.z_loss_coef", self.z_loss_coef, ">= 0")
-        w, n = self.intermediate_size, self.num_experts
-        check(w % 2 == 0, "model.intermediate_size", w, "an even integer (half-width experts)")
-        if self.variant == "smoe_top3":
-            check(
-                w * (n + 1) % n == 0,
-                "model.intermediate_size",
-                w,
-                f"a multiple of model.num_experts={n} for smoe_top3 (experts of width W(N+1)/N)",
-            )
-
-    def moe_kwargs(self) -> dict:
-        return dict(
-            moe_variant=self.variant,
-            num_experts=self.num_experts,
-            moe_layer_interval=self.moe_layer_interval,
-            shared_mix=self.shared_mix,
-            load_balancing_coef=self.load_balancing_coef,
-            z_loss_coef=self.z_loss_coef,
-        )
-
-    def build(self, vocab_size: int, max_position_embeddings: int) -> CartesianMoEForCausalLM:
-        if self.init_from:
-            path = resolve_base(self.init_from)
-            if is_cartesian_moe_checkpoint(path):
-                return load_llama_checkpoint(path, CartesianMoEForCausalLM, **self.moe_kwargs())
-            return load_dense_checkpoint(path, **self.moe_kwargs())
-        kwargs = self.decoder_kwargs(vocab_size, max_position_embeddings) | self.moe_kwargs()
-        return CartesianMoEForCausalLM(CartesianMoEConfig(**kwargs))
 
 
 __all__ = [

@@ -17,11 +17,11 @@ import sys
 
 from repro_core.claims import Claim
 from repro_core.config import package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec, train_run
+from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader, train_run
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
-from .modeling import CartesianMoEModelConfig
+from .config import CartesianMoEModelConfig
 
 LABELS = {
     "dense": "Dense",
@@ -68,6 +68,7 @@ GRID = Grid(
     package="cartesian_moe",
     arms=tuple(Arm(name, (f"model.variant={name}",)) for name in LABELS),
     run=run_one,
+    config_loader=config_loader(CartesianMoEModelConfig, __file__),
     metrics=(
         Metric("val_perplexity", "val PPL", True, 2),
         Metric("val_bits_per_byte", "val bits/byte", True, 4),

@@ -22,7 +22,7 @@ import sys
 from repro_core.cli import train_main
 from repro_core.config import package_preset_dirs
 
-from repro_cartesian_moe.modeling import CartesianMoEModelConfig
+from repro_cartesian_moe.config import CartesianMoEModelConfig
 
 
 def main(argv: list[str] | None = None) -> int:

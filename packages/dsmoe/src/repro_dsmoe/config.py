@@ -9,9 +9,11 @@ from typing import Literal
 
 from repro_core.config import ModelConfig, check, resolve_base
 
-from .modeling import GATE_MODES, ROUTER_INITS, SPARSITY_TARGETS
-
 VARIANTS = ("dense", "dsmoe", "topk", "prune")
+# DSMoEConfig switches (modeling.py validates against the same tuples)
+GATE_MODES = ("ste", "hard", "soft")
+SPARSITY_TARGETS = ("G", "S")
+ROUTER_INITS = ("random", "zeros")
 
 
 @dataclass
@@ -155,4 +157,11 @@ def is_dsmoe_checkpoint(path: str | Path) -> bool:
     return config.is_file() and json.loads(config.read_text()).get("model_type") == "dsmoe"
 
 
-__all__ = ["VARIANTS", "DSMoEModelConfig", "is_dsmoe_checkpoint"]
+__all__ = [
+    "GATE_MODES",
+    "ROUTER_INITS",
+    "SPARSITY_TARGETS",
+    "VARIANTS",
+    "DSMoEModelConfig",
+    "is_dsmoe_checkpoint",
+]

@@ -17,24 +17,30 @@ Python::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from repro_core.modeling import DecoderConfig, decoder_config_from_llama, load_llama_checkpoint
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import MissingInputError, UserError
 
-from .modeling import DSMoEConfig, DSMoEForCausalLM
+from .config import GATE_MODES, ROUTER_INITS, SPARSITY_TARGETS
 
-CORE_FIELDS = set(DecoderConfig().to_dict())
+if TYPE_CHECKING:  # torch and the model load when a function runs: the CLI checks first
+    from .modeling import DSMoEConfig, DSMoEForCausalLM
 
 
 def dsmoe_config_from(base_config, **switches) -> DSMoEConfig:
     """A :class:`DSMoEConfig` with the shapes of ``base_config`` (Llama or DecoderConfig)."""
+    from repro_core.modeling import DecoderConfig, decoder_config_from_llama
+
+    from .modeling import DSMoEConfig
+
     if not isinstance(base_config, DecoderConfig):
         base_config = decoder_config_from_llama(base_config)
-    fields = {k: v for k, v in base_config.to_dict().items() if k in CORE_FIELDS}
+    core_fields = set(DecoderConfig().to_dict())
+    fields = {k: v for k, v in base_config.to_dict().items() if k in core_fields}
     for key in ("model_type", "transformers_version", "architectures"):
         fields.pop(key, None)
     return DSMoEConfig(**fields, **switches)
@@ -53,6 +59,8 @@ def convert_model(base, **switches) -> DSMoEForCausalLM:
         base: a ``LlamaForCausalLM`` or :class:`~repro_core.modeling.DecoderLM`.
         switches: :class:`DSMoEConfig` fields (``num_experts``, ``tau``, ``router_init``, ...).
     """
+    from .modeling import DSMoEForCausalLM
+
     config = dsmoe_config_from(base.config, **switches)
     model = DSMoEForCausalLM(config).to(next(base.parameters()).dtype)
     state = {k: v for k, v in base.state_dict().items() if "rotary_emb" not in k}
@@ -69,6 +77,10 @@ def convert_model(base, **switches) -> DSMoEForCausalLM:
 
 def convert_checkpoint(path: str | Path, **switches) -> DSMoEForCausalLM:
     """:func:`convert_model` for a checkpoint directory (HF Llama or the core's ``make base``)."""
+    from repro_core.modeling import load_llama_checkpoint
+
+    from .modeling import DSMoEConfig, DSMoEForCausalLM
+
     source = Path(path)
     if (source / "config.json").is_file():
         kind = json.loads((source / "config.json").read_text()).get("model_type")
@@ -82,23 +94,36 @@ def convert_checkpoint(path: str | Path, **switches) -> DSMoEForCausalLM:
     return model
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repro-dsmoe-convert", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro-dsmoe-convert", description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="dense HF Llama / DecoderLM checkpoint directory")
     p.add_argument("--experts", type=int, default=8, help="n, blocks of the intermediate dim")
     p.add_argument("--tau", type=float, default=0.5, help="gate threshold (paper 0.5)")
-    p.add_argument("--router-init", default="random", choices=("random", "zeros"))
-    p.add_argument("--gate-mode", default="ste", choices=("ste", "hard", "soft"))
+    p.add_argument("--router-init", default="random", choices=ROUTER_INITS)
+    p.add_argument("--gate-mode", default="ste", choices=GATE_MODES)
     p.add_argument("--sparsity-coef", type=float, default=1.0, help="lambda of Eq. 19")
-    p.add_argument("--sparsity-on", default="G", choices=("G", "S"))
+    p.add_argument("--sparsity-on", default="G", choices=SPARSITY_TARGETS)
     p.add_argument("--seed", type=int, default=0, help="seed of the router initialisation")
     p.add_argument("--out", required=True, help="output directory (must not exist)")
     args = p.parse_args(argv)
+    # checks first (no torch)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
-        print(f"repro-dsmoe-convert: {out} exists and is not empty; choose another --out",
-              file=sys.stderr)  # fmt: skip
-        return 2
+        raise UserError(f"{out} exists and is not empty; choose another --out")
+    if not (Path(args.base) / "config.json").is_file():
+        raise MissingInputError(
+            f"--base {args.base} is not a model directory (no config.json): pass the output "
+            "directory of save_pretrained, e.g. runs/base/final from `make base`"
+        )
+    if args.experts < 1 or not 0 <= args.tau < 1 or args.sparsity_coef < 0:
+        raise UserError(
+            f"--experts {args.experts} --tau {args.tau} --sparsity-coef {args.sparsity_coef}: "
+            "need experts >= 1, 0 <= tau < 1 and sparsity coefficient >= 0"
+        )
+    # the heavy stack from here on
+    import torch
+
     torch.manual_seed(args.seed)
     try:
         model = convert_checkpoint(
@@ -111,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             sparsity_on=args.sparsity_on,
         )
     except (FileNotFoundError, ValueError) as exc:
-        print(f"repro-dsmoe-convert: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     model.save_pretrained(out)
     try:
         from transformers import AutoTokenizer

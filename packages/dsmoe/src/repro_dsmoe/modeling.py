@@ -32,10 +32,9 @@ from repro_core.modeling import DecoderConfig, DecoderLM
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from .config import GATE_MODES, ROUTER_INITS, SPARSITY_TARGETS
+
 ROUTINGS = ("dsmoe", "topk", "prune")
-GATE_MODES = ("ste", "hard", "soft")
-SPARSITY_TARGETS = ("G", "S")
-ROUTER_INITS = ("random", "zeros")
 INFERENCE_PATHS = ("masked", "sparse")
 
 

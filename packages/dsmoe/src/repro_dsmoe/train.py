@@ -16,18 +16,30 @@ from __future__ import annotations
 
 import sys
 
+from repro_core.cli import check_inputs as core_check_inputs
+from repro_core.cli import train_main
 from repro_core.config import package_preset_dirs
-from repro_core.train import main as core_main
+from repro_core.data import resolve_corpus
 
 from .config import DSMoEModelConfig
 
 
+def check_inputs(cfg) -> None:
+    """Before torch: the corpus and base checkpoint (core), and the prune arm's calibration
+    corpus."""
+    core_check_inputs(cfg)
+    if cfg.model.variant == "prune" and cfg.model.init_from:
+        resolve_corpus(cfg.model.calibration_corpus)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return core_main(
+    """Checks the config (no torch), then trains with the core trainer."""
+    return train_main(
         argv,
         model_config_cls=DSMoEModelConfig,
         preset_dirs=package_preset_dirs(__file__),
         prog="repro-dsmoe-train",
+        validate=check_inputs,
     )
 
 

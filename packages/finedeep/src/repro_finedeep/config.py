@@ -12,6 +12,9 @@ ROUTER_INPUTS = ("expert_output", "sublayer_input")
 ROUTER_ACTS = ("sigmoid", "softmax", "none")
 ROUTER_NORMS = ("none", "sum_to_one", "sum_to_k")
 NORM_PLACEMENTS = ("pre", "post")
+# NSAR thresholds (nsar.py): the paper's 0.1, and the sweep of the evaluation
+DEFAULT_THRESHOLD = 0.1
+THRESHOLDS = (0.01, 0.05, 0.1)
 
 
 @dataclass

@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from repro_core.layers import SwiGLUMLP, fused_linear
 
+from .config import DEFAULT_THRESHOLD, THRESHOLDS
 from .modeling import FinedeepMLP
 
-DEFAULT_THRESHOLD = 0.1
-THRESHOLDS = (0.01, 0.05, 0.1)
 TENSORS = ("silu", "gated")
 
 

@@ -16,12 +16,11 @@ import sys
 
 from repro_core.claims import Claim
 from repro_core.config import package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec, train_run
+from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader, train_run
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
-from .config import FinedeepModelConfig
-from .nsar import DEFAULT_THRESHOLD
+from .config import DEFAULT_THRESHOLD, FinedeepModelConfig
 
 TAU = str(DEFAULT_THRESHOLD)
 # (M, K) with M K = 8: width only, two balanced settings, depth only (spec §2.6)
@@ -63,6 +62,7 @@ GRID = Grid(
     package="finedeep",
     arms=ARMS,
     run=run_one,
+    config_loader=config_loader(FinedeepModelConfig, __file__),
     metrics=(
         Metric("val_perplexity", "val PPL", True, 2),
         Metric("val_bits_per_byte", "val bits/byte", True, 4),

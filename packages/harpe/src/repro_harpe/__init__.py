@@ -1,19 +1,22 @@
 """HARPE (arXiv 2412.07171): head-adaptive RoPE bases for single-stage long-context extension.
 
-Importing the package registers ``HarpeConfig`` / ``HarpeForCausalLM`` with ``AutoConfig`` /
-``AutoModelForCausalLM``.
+``import repro_harpe.modeling`` (or using any model class below) registers ``HarpeConfig`` /
+``HarpeForCausalLM`` with ``AutoConfig`` / ``AutoModelForCausalLM``; ``import repro_harpe`` alone
+stays cheap (no torch), so that the command lines check their arguments first.
 """
 
-from .bases import PeakValleySettings, attention_waveform, peak_valley_bases, uniform_bases
-from .modeling import HarpeConfig, HarpeForCausalLM, HarpeRotaryEmbedding, set_rope
+from repro_core import lazy_exports
 
-__all__ = [
-    "HarpeConfig",
-    "HarpeForCausalLM",
-    "HarpeRotaryEmbedding",
-    "PeakValleySettings",
-    "attention_waveform",
-    "peak_valley_bases",
-    "set_rope",
-    "uniform_bases",
-]
+_EXPORTS = {
+    "HarpeConfig": ".modeling",
+    "HarpeForCausalLM": ".modeling",
+    "HarpeModelConfig": ".config",
+    "HarpeRotaryEmbedding": ".modeling",
+    "PeakValleySettings": ".bases",
+    "attention_waveform": ".bases",
+    "peak_valley_bases": ".bases",
+    "set_rope": ".modeling",
+    "uniform_bases": ".bases",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -14,16 +14,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from repro_core import no_grad
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import MissingInputError, UserError
 from repro_core.results import write_text_atomic
 
 from .corpus import prose_eval_ids, token_counter
@@ -37,13 +38,15 @@ from .tasks import (
 )
 
 
-@torch.no_grad()
+@no_grad
 def greedy_predictions(
     model, tokenizer, samples, batch_size: int = 8, extra_tokens: int = 2
 ) -> list[str]:
     """Greedy continuation of each prompt (``generate``, KV cache), as many tokens as the
     sample's target has plus ``extra_tokens``; prompts of similar length are batched with left
     padding (the core counts positions over real tokens only)."""
+    import torch
+
     model.eval()
     device = next(model.parameters()).device
     prompts = [tokenizer(s.prompt, add_special_tokens=False)["input_ids"] for s in samples]
@@ -123,7 +126,7 @@ def retrieval_accuracy(
     return {"cells": cells, "by_task_length": by_task_length, **flat}
 
 
-@torch.no_grad()
+@no_grad
 def sliding_window_nll(
     model, ids: np.ndarray, context: int, stride: int = 256, batch_size: int = 4
 ) -> float:
@@ -133,6 +136,9 @@ def sliding_window_nll(
     scores all its tokens, later ones only their last ``stride``), so every token after the
     first is scored once, with between context - stride and context tokens before it.
     """
+    import torch
+    import torch.nn.functional as F
+
     if len(ids) < context + 1:
         raise ValueError(f"{len(ids)} evaluation tokens; a context of {context} needs more")
     model.eval()
@@ -178,12 +184,17 @@ def evaluate_model(
     return result
 
 
+def _numbers(flag: str, text: str, kind=int) -> list:
+    """``--flag 1,2,3`` as numbers, or a :class:`UserError` naming the flag."""
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected comma-separated numbers") from None
+
+
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from . import modeling  # noqa: F401  (registers HarpeForCausalLM)
-
-    p = argparse.ArgumentParser(prog="repro-harpe-eval", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro-harpe-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="a saved model directory (run_dir/final)")
     p.add_argument("--lengths", default="128,256,512,1024,2048")
     p.add_argument("--depths", default="0,0.5,1")
@@ -193,19 +204,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--short", type=int, default=128, help="short-context ppl block length")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
+    # checks first (no torch)
+    if not (Path(args.model) / "config.json").is_file():
+        raise MissingInputError(
+            f"--model {args.model}: no model there (no config.json); pass a run's final/ folder"
+        )
+    lengths = _numbers("--lengths", args.lengths)
+    depths = _numbers("--depths", args.depths, float)
+    contexts = _numbers("--contexts", args.contexts)
+    tasks = tuple(t for t in args.tasks.split(",") if t)
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise UserError(f"--tasks: unknown task(s) {unknown}; allowed: {','.join(TASKS)}")
+    if any(not 0 <= d <= 1 for d in depths) or args.samples < 1 or args.short < 2:
+        raise UserError("--depths must lie in [0, 1], --samples >= 1 and --short >= 2")
+    # the heavy stack from here on
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import modeling  # noqa: F401  (registers HarpeForCausalLM)
+
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     tok = AutoTokenizer.from_pretrained(args.model)
-    ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
     result = evaluate_model(
-        model,
-        tok,
-        ints(args.lengths),
-        [float(v) for v in args.depths.split(",")],
-        args.samples,
-        ints(args.contexts),
-        args.short,
-        tasks=tuple(args.tasks.split(",")),
+        model, tok, lengths, depths, args.samples, contexts, args.short, tasks=tasks
     )
     text = json.dumps(result, indent=1)
     print(text)

@@ -16,7 +16,6 @@ is then evaluated on the RULER-style tasks and by sliding-window perplexity
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from repro_core.claims import Claim
 from repro_core.config import load_config, package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec, runs_root
+from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader, runs_root
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
@@ -129,6 +128,8 @@ GRID = Grid(
     package="harpe",
     arms=ARMS,
     run=run_one,
+    config_loader=config_loader(HarpeModelConfig, __file__),
+    preflight=lambda preset, _overrides: ensure_base(preset),  # after the configs are checked
     metrics=(
         Metric("retrieval_near", "retrieval 512-1024", False, 1),
         Metric("retrieval_target", "retrieval 1024", False, 1),
@@ -231,13 +232,9 @@ def checkpoints(preset: str = "tiny") -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="tiny")
-    pre.add_argument("--report-only", action="store_true")
-    known, _ = pre.parse_known_args(argv)
-    if not known.report_only:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        ensure_base(known.preset)  # once, before the workers start
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # the shared base is trained once by GRID.preflight, after the arguments and configs are
+    # checked and before the workers start
     return run_experiment(GRID, CLAIMS, argv, sections=sections)
 
 

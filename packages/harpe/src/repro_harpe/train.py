@@ -24,32 +24,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+from repro_core.cli import cli_main, done_line, is_main_process, parse_train_command
 from repro_core.config import load_config, package_preset_dirs, resolve_base
-from repro_core.data import BlockSampler, get_tokenizer
+from repro_core.data import get_tokenizer, resolve_corpus
 from repro_core.results import write_text_atomic
-from repro_core.train import Trainer, build_arg_parser, list_checkpoints, reset_accelerate
 
 from .config import HarpeModelConfig
 from .corpus import data_root, harpe_tokenizer, training_blocks
 
 SYNTHETIC = "harpe-synthetic"
 VAL_BLOCKS = 32
-
-
-class BlockTrainer(Trainer):
-    """The core Trainer on given (N, L) token blocks instead of a packed corpus (one document
-    per block, so no retrieval instance is cut in two)."""
-
-    def __init__(self, cfg, run_dir, train_blocks, val_blocks, **kwargs):
-        super().__init__(cfg, run_dir, **kwargs)
-        self.train_blocks, self.val_blocks = train_blocks, val_blocks
-        t = cfg.train
-        self.sampler = BlockSampler(
-            len(train_blocks), t.batch_size, t.grad_accum, self.accelerator.num_processes, cfg.seed
-        )
 
 
 def corpus_folder(tokenizer, train: np.ndarray, val: np.ndarray, seq_len: int) -> str:
@@ -73,15 +61,20 @@ def run_tokenizer(cfg):
         return get_tokenizer(resolve_base(cfg.model.init_from))
     if cfg.data.corpus == SYNTHETIC:
         return harpe_tokenizer(cfg.data.tokenizer)
-    from repro_core.data import resolve_corpus
-
     return get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
 
 
-def train_stage(cfg, run_dir: Path, tokenizer, model, resume: bool) -> dict:
+def train_stage(
+    cfg, run_dir: Path, tokenizer, model, resume: bool, overwrite: bool = False
+) -> dict:
     """One Trainer run of ``cfg`` (its ``data.seq_len``) on ``model``."""
+    from repro_core.train import Trainer
+
+    from .block_trainer import BlockTrainer
+
+    kwargs = dict(model=model, tokenizer=tokenizer, resume=resume, overwrite=overwrite)
     if cfg.data.corpus != SYNTHETIC:
-        return Trainer(cfg, run_dir, model=model, tokenizer=tokenizer).train(resume=resume)
+        return Trainer(cfg, run_dir, **kwargs).train(resume=resume)
     L, t = cfg.data.seq_len, cfg.train
     n = t.max_steps * t.batch_size * t.grad_accum
     if cfg.data.max_train_tokens:
@@ -90,13 +83,17 @@ def train_stage(cfg, run_dir: Path, tokenizer, model, resume: bool) -> dict:
     val = training_blocks(tokenizer, L, VAL_BLOCKS, seed=2000 + L)
     corpus = corpus_folder(tokenizer, train, val, L)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=corpus))
-    trainer = BlockTrainer(cfg, run_dir, train, val, model=model, tokenizer=tokenizer)
+    trainer = BlockTrainer(cfg, run_dir, train, val, **kwargs)
     return trainer.train(resume=resume)
 
 
-def run(cfg, run_dir: Path, resume: bool = False) -> dict:
-    """Train one arm (all its stages); returns the final stage's results."""
+def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train one arm (all its stages); returns the final stage's results.
+
+    ``resume`` continues the final stage (finished earlier stages are skipped); ``overwrite``
+    replaces the runs in ``run_dir`` and its stage folders."""
     from accelerate.utils import set_seed
+    from repro_core.train import reset_accelerate
 
     from .modeling import HarpeForCausalLM, set_rope
 
@@ -136,27 +133,40 @@ def run(cfg, run_dir: Path, resume: bool = False) -> dict:
             ),
             name=cfg.name if final else f"{cfg.name}-stage{k}",
         )
-        results = train_stage(stage_cfg, stage_dir, tokenizer, model.train(), resume and final)
+        results = train_stage(
+            stage_cfg, stage_dir, tokenizer, model.train(), resume and final, overwrite
+        )
         if not final:
             reset_accelerate()
             model = HarpeForCausalLM.from_pretrained(stage_dir / "final")
     return results
 
 
-def ensure_base_of(cfg, preset: str) -> None:
-    """When ``model.init_from`` is a missing ``.../final`` and the preset has a base preset
-    (``base-<preset>``), train that base there first (what ``reproduce.py`` does for a grid)."""
+def base_preset_of(cfg, preset: str) -> Path | None:
+    """The base preset (``base-<preset>``) that trains a missing ``model.init_from=.../final``,
+    or None (no init_from, it exists, it is ``$REPRO_BASE``, or the preset has no base preset)."""
     from repro_core.config import ConfigError, find_preset
 
     init = cfg.model.init_from
     if not init or init.startswith("$") or (Path(init) / "config.json").is_file():
-        return
-    try:
-        base_preset = find_preset(f"base-{Path(preset).stem}", package_preset_dirs(__file__))
-    except ConfigError:
-        return  # not ours to make: the core raises a clear error for a missing checkpoint
+        return None
     if Path(init).name != "final":
+        return None
+    try:
+        return find_preset(f"base-{Path(preset).stem}", package_preset_dirs(__file__))
+    except ConfigError:
+        return None  # not ours to make: check_inputs reports the missing checkpoint
+
+
+def ensure_base_of(cfg, preset: str) -> None:
+    """When ``model.init_from`` is a missing ``.../final`` and the preset has a base preset
+    (``base-<preset>``), train that base there first (what ``reproduce.py`` does for a grid)."""
+    base_preset = base_preset_of(cfg, preset)
+    if base_preset is None:
         return
+    from repro_core.train import reset_accelerate
+
+    init = cfg.model.init_from
     print(f"[harpe] {init} is missing: training it with preset {base_preset.stem}")
     base = load_config(
         base_preset, [f"seed={cfg.seed}"], HarpeModelConfig, package_preset_dirs(__file__)
@@ -165,30 +175,34 @@ def ensure_base_of(cfg, preset: str) -> None:
     reset_accelerate()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser("repro-harpe-train", __doc__.split("\n\n")[0]).parse_args(argv)
-    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    cfg = load_config(args.preset, overrides, HarpeModelConfig, package_preset_dirs(__file__))
-    if args.print_config:
-        print(cfg.to_yaml())
-        return 0
-    run_dir = Path(args.run_dir or f"runs/{cfg.name}-{Path(args.preset).stem}-seed{cfg.seed}")
-    if not args.resume and list_checkpoints(run_dir):
-        print(
-            f"{run_dir} already holds checkpoints: pass --resume to continue it or choose another --run-dir",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.resume:
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    ensure_base_of(cfg, args.preset)
-    results = run(cfg, run_dir, resume=args.resume)
-    from accelerate import PartialState
+def check_inputs(cfg, preset: str) -> None:
+    """Before torch: the base checkpoint exists (or a base preset will train it) and the corpus
+    resolves (unless it is the package's synthetic generator)."""
+    if cfg.model.init_from and base_preset_of(cfg, preset) is None:
+        resolve_base(cfg.model.init_from)
+    if cfg.data.corpus != SYNTHETIC:
+        resolve_corpus(cfg.data.corpus)
 
-    if PartialState().is_main_process:
-        print(
-            f"[done] val loss {results['val_loss']:.4f} | val ppl {results['val_perplexity']:.2f} | run dir {run_dir}"
-        )
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    """Parse and check (no torch), train a missing base if the preset has one, then the arm."""
+    start = time.perf_counter()
+    cmd = parse_train_command(
+        argv,
+        HarpeModelConfig,
+        package_preset_dirs(__file__),
+        "repro-harpe-train",
+        __doc__.split("\n\n")[0],
+        validate=None,  # check_inputs below needs the preset name
+    )
+    if cmd is None:
+        return 0
+    check_inputs(cmd.cfg, cmd.args.preset)
+    ensure_base_of(cmd.cfg, cmd.args.preset)
+    results = run(cmd.cfg, cmd.run_dir, resume=cmd.args.resume, overwrite=cmd.args.overwrite)
+    if is_main_process() and results:
+        print(done_line(results, cmd.run_dir, time.perf_counter() - start), flush=True)
     return 0
 
 

@@ -2,12 +2,19 @@
 
 `LbpeEncoder` (the encoder, `repro_lbpe.lbpe`), `TokenVocabulary` (any workspace BPE vocabulary,
 `repro_lbpe.vocab`); the `transformers` wrapper `LbpeTokenizer` lives in `repro_lbpe.tokenizer`
-(importing it registers the class with `AutoTokenizer`).
+(importing it registers the class with `AutoTokenizer`). The names below load on first use, so
+`import repro_lbpe` stays cheap and the command lines check their arguments first.
 """
 
-from repro_lbpe.lbpe import READINGS, TIES, LbpeEncoder
-from repro_lbpe.vocab import TokenVocabulary
+from repro_core import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = ["READINGS", "TIES", "LbpeEncoder", "TokenVocabulary"]
+_EXPORTS = {
+    "READINGS": ".lbpe",
+    "TIES": ".lbpe",
+    "LbpeEncoder": ".lbpe",
+    "TokenVocabulary": ".vocab",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from repro_core.evaluate import main as core_main
-
-import repro_lbpe.tokenizer  # noqa: F401  (AutoTokenizer registration)
+from repro_core.cli import eval_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    return core_main(argv)
+    """The core's `repro-eval`: checks first, then imports `repro_lbpe.tokenizer` (registers
+    `LbpeTokenizer` with `AutoTokenizer`) and evaluates."""
+    return eval_main(argv, prog="repro-lbpe-eval", imports=("repro_lbpe.tokenizer",))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ def _config(preset: str, overrides: list[str]):
     return load_config(preset, overrides, ModelConfig, package_preset_dirs(__file__))
 
 
+def run_config(preset: str, overrides) -> object:
+    """The config of a run, its `arm.*` pseudo-overrides aside (`GRID.config_loader`: every run's
+    config is checked before any worker starts)."""
+    return _config(preset, _own(overrides)[1])
+
+
 def arm_tokenizer_spec(preset_spec: str, vocab: str, reading: str) -> str:
     """`lbpe:4096` (the preset's) -> `lbpe:scaffold:4096:reading=b` etc."""
     from repro_lbpe.tokenizer import _trained_size, parse_spec
@@ -185,6 +191,7 @@ GRID = Grid(
         Arm("scaffold_lbpe_bytes", (*SCAFFOLD_LBPE, *BYTES)),
     ),
     run=run_one,
+    config_loader=run_config,
     seeds=(0, 1, 2),
     metrics=(
         Metric("val_bits_per_byte", "val bits/byte", lower_is_better=True, digits=4),

@@ -26,14 +26,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from repro_core.bpe import GPT2_PATTERN, GPT2_SPLIT_DIGITS_PATTERN, bytes_to_unicode
+from repro_core.bpe import bytes_to_unicode
 from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizer
 
-from repro_lbpe.lbpe import READINGS, TIES, LbpeEncoder
-from repro_lbpe.vocab import SCAFFOLD_ORDERS, TokenVocabulary
+from repro_lbpe.lbpe import LbpeEncoder
+from repro_lbpe.spec import PATTERNS, VOCAB_FILE, _trained_size, parse_spec
+from repro_lbpe.vocab import TokenVocabulary
 
-VOCAB_FILE = "lbpe_vocab.json"
-PATTERNS = {"gpt2": GPT2_PATTERN, "gpt2-split-digits": GPT2_SPLIT_DIGITS_PATTERN}
 CACHE_VERSION = 1
 
 
@@ -255,45 +254,6 @@ AutoTokenizer.register(LbpeTokenizerConfig, slow_tokenizer_class=LbpeTokenizer, 
 # ------------------------------------------------------------------------------------------------
 # data.tokenizer = lbpe:...
 # ------------------------------------------------------------------------------------------------
-
-OPTIONS = {"reading": READINGS, "tie": TIES, "order": SCAFFOLD_ORDERS, "pattern": tuple(PATTERNS)}
-
-
-def parse_spec(rest: str) -> tuple[str, dict[str, str]]:
-    """`"scaffold:4096:tie=rank"` -> ("scaffold:4096", {"tie": "rank"}); raises a one-line
-    ValueError naming the bad part and the allowed values."""
-    parts = os.path.expandvars(rest).split(":")
-    options = {}
-    source_parts = []
-    for p in parts:
-        if "=" in p:
-            key, _, value = p.partition("=")
-            if key not in OPTIONS or value not in OPTIONS[key]:
-                allowed = ", ".join(f"{k}={'|'.join(v)}" for k, v in OPTIONS.items())
-                raise ValueError(
-                    f"data.tokenizer=lbpe:{rest}: bad option {p!r}; allowed: {allowed}"
-                )
-            options[key] = value
-        else:
-            source_parts.append(p)
-    source = ":".join(source_parts)
-    if not source:
-        raise ValueError(
-            f"data.tokenizer=lbpe:{rest}: no vocabulary source; use lbpe:N, lbpe:bpe:N, "
-            "lbpe:scaffold:N or lbpe:<HF tokenizer directory>"
-        )
-    return source, options
-
-
-def _trained_size(source: str) -> tuple[str, int] | None:
-    method, _, size = source.rpartition(":")
-    method = method or "bpe"
-    if size.isdigit() and method in ("bpe", "scaffold"):
-        if int(size) < 257:
-            raise ValueError(f"lbpe:{source}: N must be >= 257 (256 bytes + <|endoftext|>)")
-        return method, int(size)
-    return None
-
 
 _PIECE_COUNTS: dict = {}  # (corpus fingerprint, pattern) -> piece counts, reused within a process
 

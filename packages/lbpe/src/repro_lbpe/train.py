@@ -17,14 +17,36 @@ from __future__ import annotations
 
 import sys
 
+from repro_core.cli import check_inputs as core_check_inputs
+from repro_core.cli import core_run, train_main
 from repro_core.config import package_preset_dirs
-from repro_core.train import main as core_main
 
-import repro_lbpe.tokenizer  # noqa: F401  (AutoTokenizer registration)
+
+def check_inputs(cfg) -> None:
+    """Before torch: the corpus and base checkpoint (core) and an ``lbpe:...`` tokenizer spec."""
+    core_check_inputs(cfg)
+    if cfg.data.tokenizer and cfg.data.tokenizer.startswith("lbpe:"):
+        from repro_lbpe.spec import check_spec  # numba, not torch
+
+        check_spec(cfg.data.tokenizer.split(":", 1)[1])
+
+
+def run(cfg, run_dir, resume: bool = False, overwrite: bool = False) -> dict:
+    """The core trainer, with `LbpeTokenizer` registered with `AutoTokenizer`."""
+    import repro_lbpe.tokenizer  # noqa: F401  (AutoTokenizer registration)
+
+    return core_run(cfg, run_dir, resume=resume, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return core_main(argv, preset_dirs=package_preset_dirs(__file__), prog="repro-lbpe-train")
+    """Checks the config and the tokenizer spec (no torch), then trains with the core trainer."""
+    return train_main(
+        argv,
+        preset_dirs=package_preset_dirs(__file__),
+        prog="repro-lbpe-train",
+        run=run,
+        validate=check_inputs,
+    )
 
 
 if __name__ == "__main__":

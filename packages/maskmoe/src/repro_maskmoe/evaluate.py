@@ -8,36 +8,33 @@ the rest, ranked by the training counts saved in the model) and the expert-load 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 
-from repro_maskmoe.analysis import BUCKET_EDGES, evaluate_routing
-from repro_maskmoe.frequency import frequency_buckets
+from repro_core.cli import check_eval_inputs, cli_main, eval_arg_parser
+from repro_core.config import UserError
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
+    p = eval_arg_parser(
+        "repro-maskmoe-eval",
+        "Evaluate a MaskMoE / SMoE / Hash run: perplexity, loss by token frequency, expert load.",
+    )
+    args = p.parse_args(argv)
+    check_eval_inputs(args)
+    # the heavy stack from here on
     from repro_core.evaluate import load_run, run_split_blocks
 
-    p = argparse.ArgumentParser(
-        prog="repro-maskmoe-eval",
-        description="Evaluate a MaskMoE / SMoE / Hash run: perplexity, loss by token frequency, "
-        "expert load.",
-    )
-    p.add_argument("--run", required=True, help="run directory written by repro-maskmoe-train")
-    p.add_argument("--checkpoint", default="final", help="final | latest | a model directory")
-    p.add_argument("--split", default="validation", help="validation | test | train")
-    p.add_argument("--corpus", default=None, help="corpus to evaluate on (default: the run's)")
-    p.add_argument("--batches", type=int, default=0, help="this many batches (0 = whole split)")
-    p.add_argument("--batch-size", type=int, default=16)
-    args = p.parse_args(argv)
+    from repro_maskmoe.analysis import BUCKET_EDGES, evaluate_routing
+    from repro_maskmoe.frequency import frequency_buckets
+
     model, tok, cfg = load_run(args.run, args.checkpoint)
     try:
         split, blocks, corpus = run_split_blocks(cfg, tok, args.split, args.corpus)
     except KeyError as exc:
-        print(exc.args[0], file=sys.stderr)
-        return 2
+        raise UserError(exc.args[0]) from None
     buckets = frequency_buckets(model.token_counts.cpu().numpy(), BUCKET_EDGES)
     result = evaluate_routing(model, blocks, buckets, args.batch_size, args.batches)
     result["bits_per_byte"] = result["loss"] / math.log(2) / split.bytes_per_token

@@ -21,13 +21,12 @@ import sys
 
 from repro_core.claims import Claim
 from repro_core.config import load_config, package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec, train_run
+from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader, train_run
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
-from .analysis import BUCKET_EDGES, BUCKETS, RoutingProbe, evaluate_routing, routing_fluctuation
+from .config import MaskMoEModelConfig
 from .frequency import frequency_buckets, training_token_counts_file
-from .modeling import MaskMoEModelConfig
 from .train import run_tokenizer
 
 MASK_ARMS = {  # arm -> (frequent fraction of vocabulary types, V_freq)
@@ -47,6 +46,8 @@ SNAPSHOTS = 10  # snapshots per run (every max_steps / 10 steps)
 
 def run_one(spec: RunSpec) -> dict:
     """Count the training split, train one arm and seed with a routing probe, evaluate it."""
+    from .analysis import BUCKET_EDGES, BUCKETS, RoutingProbe, evaluate_routing, routing_fluctuation
+
     dirs = package_preset_dirs(__file__)
     cfg = load_config(spec.preset, list(spec.overrides), MaskMoEModelConfig, dirs)
     tokenizer = run_tokenizer(cfg)
@@ -94,6 +95,7 @@ GRID = Grid(
         *(mask_arm(name, f, v) for name, (f, v) in MASK_ARMS.items()),
     ),
     run=run_one,
+    config_loader=config_loader(MaskMoEModelConfig, __file__),
     metrics=(
         Metric("val_perplexity", "val PPL", True, 2),
         Metric("val_bits_per_byte", "val bits/byte", True, 4),

@@ -18,14 +18,15 @@ Resume: add ``--run-dir DIR --resume``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from pathlib import Path
 
-from repro_core.config import RunConfig, load_config, package_preset_dirs
-from repro_core.train import build_arg_parser
-from repro_core.train import main as core_main
+from repro_core.cli import check_inputs as core_check_inputs
+from repro_core.cli import core_run, train_main
+from repro_core.config import MissingInputError, RunConfig, package_preset_dirs
 
-from repro_maskmoe.frequency import training_token_counts_file
-from repro_maskmoe.modeling import MaskMoEModelConfig
+from repro_maskmoe.config import MaskMoEModelConfig
 
 PROG = "repro-maskmoe-train"
 
@@ -40,24 +41,45 @@ def run_tokenizer(cfg: RunConfig):
     return get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
 
 
-def token_counts_override(cfg: RunConfig) -> list[str]:
-    """``["model.token_counts=FILE"]`` with the counts of ``cfg``'s training split, or [] when
-    the config already names a file."""
+def with_token_counts(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``model.token_counts`` naming the counts of its training split (counted once
+    and cached), unless the config already names a file."""
     if cfg.model.token_counts:
-        return []
+        return cfg
+    from repro_maskmoe.frequency import training_token_counts_file
+
     path = training_token_counts_file(cfg.data, run_tokenizer(cfg))
-    return [f"model.token_counts={path}"]
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, token_counts=str(path)))
+
+
+def check_inputs(cfg: RunConfig) -> None:
+    """Before torch: the corpus and base checkpoint (core), and a given ``model.token_counts``."""
+    core_check_inputs(cfg)
+    counts = cfg.model.token_counts
+    if counts and not Path(counts).expanduser().is_file():
+        raise MissingInputError(
+            f"model.token_counts={counts!r}: no such file (leave it unset and the trainer counts "
+            "the training split)"
+        )
+
+
+def run(cfg: RunConfig, run_dir, resume: bool = False, overwrite: bool = False) -> dict:
+    """Count the training split's tokens (the mask needs them; saved in the run's config.yaml),
+    then train with the core trainer."""
+    return core_run(with_token_counts(cfg), run_dir, resume=resume, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_arg_parser(PROG, "Train MaskMoE or a baseline.").parse_args(argv)
-    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    dirs = package_preset_dirs(__file__)
-    if not args.print_config:
-        cfg = load_config(args.preset, overrides, MaskMoEModelConfig, dirs)
-        argv += [arg for item in token_counts_override(cfg) for arg in ("--set", item)]
-    return core_main(argv, model_config_cls=MaskMoEModelConfig, preset_dirs=dirs, prog=PROG)
+    """Checks the config (no torch), then counts the tokens and trains."""
+    return train_main(
+        argv,
+        model_config_cls=MaskMoEModelConfig,
+        preset_dirs=package_preset_dirs(__file__),
+        prog=PROG,
+        run=run,
+        validate=check_inputs,
+        description="Train MaskMoE or a baseline.",
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from repro_core.claims import Claim
 from repro_core.experiment import Arm, Grid, Metric, RunSpec
 from repro_core.experiment import main as run_experiment
 
+from .config import load_run_config
+
 ARMS = (  # ordered so that a partial grid (it resumes) judges the most claims first
     Arm("unified"),  # canonical: VQ-64 codes, one decoder, plain NTP, causal mask, shifts
     Arm("task_specific", ("task.system=task_specific",)),  # axis 2: interference / synergy
@@ -176,6 +178,7 @@ GRID = Grid(
     package="mmntp",
     arms=ARMS,
     run=run_one,
+    config_loader=load_run_config,  # a bad --preset / --set: one line before any worker
     seeds=(0, 1, 2),
     metrics=METRICS,
     title="MMNTP survey axes at toy scale (8x8 digits)",

@@ -15,27 +15,28 @@ checkpoints: an interrupted run is started again. A run directory that already h
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import UserError
 from repro_core.results import write_json_atomic, write_text_atomic
-from repro_core.train import run_metadata
 
 from .config import MMNTPRunConfig, load_run_config
-from .evaluate import evaluate_system
-from .modeling import MMNTPForCausalLM
-from .pipeline import Context, prepare, sequences, train_lm
-from .tokenizers.training import tokenizer_key
+
+if TYPE_CHECKING:  # torch loads when a function runs: the command line checks first
+    from .pipeline import Context
 
 
 def train_system(
     cfg: MMNTPRunConfig, cache_dir: Path | None = None, log=print
 ) -> tuple[Context, dict, dict]:
     """(context, {"caption": model, "generation": model}, training info)."""
+    from .pipeline import prepare, sequences, train_lm
+
     ctx = prepare(cfg, cache_dir, log)
     t = cfg.task
     if t.system == "unified":
@@ -58,6 +59,11 @@ def run(
 ) -> dict:
     """Train and evaluate; with ``run_dir`` write config, metadata, results and the models.
     ``overwrite``: replace a finished run's files (the experiment grid owns its directories)."""
+    import torch
+    from repro_core.train import run_metadata
+
+    from .system_metrics import evaluate_system
+
     torch.manual_seed(cfg.seed)
     if run_dir is not None:
         run_dir = Path(run_dir)
@@ -92,6 +98,12 @@ def run(
 
 def load_run(run_dir: Path) -> tuple[Context, dict]:
     """The context (data, the saved tokenizer) and the models of a finished run directory."""
+    import torch
+
+    from .modeling import MMNTPForCausalLM
+    from .pipeline import prepare
+    from .tokenizers.training import tokenizer_key
+
     cfg = load_run_config(str(run_dir / "config.yaml"))
     state = torch.load(run_dir / "final" / "image_tokenizer.pt", weights_only=True)
     cache = run_dir / "final" / "tokenizer_cache"
@@ -111,8 +123,9 @@ def load_run(run_dir: Path) -> tuple[Context, dict]:
     return ctx, models
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repro-mmntp-train", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro-mmntp-train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="tiny", help="debug | tiny | small | paper | a .yaml path")
     p.add_argument(
         "--run-dir", default="runs/mmntp", help="output folder (must not hold a finished run)"
@@ -128,9 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         "--cache-dir", default=None, help="reuse trained image tokenizers from this folder"
     )
     args = p.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("REPRO_THREADS", torch.get_num_threads())))
+    # checks first (no torch): the config and the run directory
     cfg = load_run_config(args.preset, args.set)
-    metrics = run(cfg, Path(args.run_dir), Path(args.cache_dir) if args.cache_dir else None)
+    run_dir = Path(args.run_dir)
+    if (run_dir / "results.json").exists():
+        raise UserError(f"{run_dir} already holds a finished run; pass another --run-dir")
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("REPRO_THREADS", torch.get_num_threads())))
+    metrics = run(cfg, run_dir, Path(args.cache_dir) if args.cache_dir else None)
     shown = {
         k: round(v, 4) if isinstance(v, float) else v
         for k, v in metrics.items()

@@ -22,7 +22,7 @@ import sys
 
 from repro_core.claims import Claim
 from repro_core.config import ModelConfig, load_config, package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec, train_run
+from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader, train_run
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
@@ -62,6 +62,7 @@ GRID = Grid(
         Arm("lm-scaffold", settings=(LM_SIZE,)),
     ),
     run=run_one,
+    config_loader=config_loader(ModelConfig, __file__),
     settings={n: () for n in SIZES},
     metrics=(
         Metric("heldout_bytes_per_token", "held-out bytes/token", False, 4),

@@ -3,43 +3,40 @@
 Read a run's per-token-position validation loss, fit ``L_i = a0 / (1 + a1 i) + a2`` per checkpoint,
 fit how ``a0, a1, a2`` evolve over the early part of training, predict the loss of every later
 step, compare with aggregate-loss baselines, and rank runs by their predicted final loss.
+
+The names below load on first use, so ``import repro_temporal_scaling_law`` stays cheap (no scipy)
+and the command lines check their arguments first.
 """
 
-from .api import fit_run
-from .baselines import BASELINE_FORMS, DEFAULT_BASELINES, Baseline
-from .metrics import kendall, mae, mape, prediction_errors, r2_score, regret, rmse, spearman
-from .position_laws import POSITION_LAWS, fit_position_law, get_position_law
-from .ranking import rank_runs
-from .run_data import PositionLossRun, RunFormatError, load_run, save_run
-from .schedule import LRSchedule, Progress
-from .temporal_forms import TEMPORAL_FORMS, get_temporal_form
-from .temporal_law import DEFAULT_FORMS, TemporalScalingLaw
+from repro_core import lazy_exports
 
-__all__ = [
-    "BASELINE_FORMS",
-    "DEFAULT_BASELINES",
-    "DEFAULT_FORMS",
-    "POSITION_LAWS",
-    "TEMPORAL_FORMS",
-    "Baseline",
-    "LRSchedule",
-    "PositionLossRun",
-    "Progress",
-    "RunFormatError",
-    "TemporalScalingLaw",
-    "fit_position_law",
-    "fit_run",
-    "get_position_law",
-    "get_temporal_form",
-    "kendall",
-    "load_run",
-    "mae",
-    "mape",
-    "prediction_errors",
-    "r2_score",
-    "rank_runs",
-    "regret",
-    "rmse",
-    "save_run",
-    "spearman",
-]
+_EXPORTS = {
+    "fit_run": ".api",
+    "BASELINE_FORMS": ".baselines",
+    "DEFAULT_BASELINES": ".baselines",
+    "Baseline": ".baselines",
+    "kendall": ".metrics",
+    "mae": ".metrics",
+    "mape": ".metrics",
+    "prediction_errors": ".metrics",
+    "r2_score": ".metrics",
+    "regret": ".metrics",
+    "rmse": ".metrics",
+    "spearman": ".metrics",
+    "POSITION_LAWS": ".position_laws",
+    "fit_position_law": ".position_laws",
+    "get_position_law": ".position_laws",
+    "rank_runs": ".ranking",
+    "PositionLossRun": ".run_data",
+    "RunFormatError": ".run_data",
+    "load_run": ".run_data",
+    "save_run": ".run_data",
+    "LRSchedule": ".schedule",
+    "Progress": ".schedule",
+    "TEMPORAL_FORMS": ".temporal_forms",
+    "get_temporal_form": ".temporal_forms",
+    "DEFAULT_FORMS": ".temporal_law",
+    "TemporalScalingLaw": ".temporal_law",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -50,6 +50,71 @@ def _as_list(values) -> list:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
 
 
+def _window(run: PositionLossRun, fit_until: float, fit_from: float | None):
+    """Logged steps after step 0, their losses and progress, the window's first and last step,
+    and the masks of the window and of the held-out checkpoints."""
+    if not 0.0 < fit_until < 1.0:
+        raise ValueError(f"fit_until must be a fraction in (0, 1), got {fit_until}")
+    valid = run.steps > 0
+    steps, loss = run.steps[valid], run.loss[valid]
+    fit_from_step = _fit_from_step(run, fit_from)
+    fit_until_step = int(np.floor(fit_until * run.max_steps))
+    if fit_from_step > fit_until_step:
+        raise ValueError(
+            f"the fitting window is empty: it starts at step {fit_from_step} (fit_from; default: "
+            f"end of warmup) and ends at step {fit_until_step} (fit_until={fit_until}); raise "
+            "fit_until or set fit_from=0"
+        )
+    in_window = (steps >= fit_from_step) & (steps <= fit_until_step)
+    held_out = steps > fit_until_step
+    return steps, loss, run.progress(steps), fit_from_step, fit_until_step, in_window, held_out
+
+
+def _fit_baseline(baseline: Baseline, progress, in_window, measured, final_progress) -> dict:
+    baseline.fit(progress.select(in_window), measured[in_window])
+    return {
+        "equation": baseline.equation,
+        "coefficients": baseline.coefficients,
+        "window_r2": baseline.r2,
+        "predicted_loss": baseline.predict(progress),
+        "predicted_loss_at_max_steps": float(baseline.predict(final_progress)[0]),
+    }
+
+
+def fit_baselines(
+    run: str | os.PathLike | PositionLossRun,
+    fit_until: float = 0.2,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    fit_from: float | None = None,
+) -> dict[str, dict]:
+    """Each baseline alone on the window of :func:`fit_run` (no temporal law): ``{name: {
+    "predicted_loss": [...], "heldout": errors or None}}``, or ``{name: {"error": why}}`` for a
+    baseline that cannot be fitted (too few points for its parameters, no LR schedule)."""
+    if not isinstance(run, PositionLossRun):
+        run = load_run(run)
+    _, loss, progress, _, _, in_window, held_out = _window(run, fit_until, fit_from)
+    measured = loss.mean(axis=1)
+    out: dict[str, dict] = {}
+    for name in baselines:
+        baseline = Baseline(name)
+        if baseline.needs_lr_schedule and run.lr_schedule is None:
+            out[name] = {"error": run.lr_schedule_note}
+            continue
+        try:
+            entry = _fit_baseline(
+                baseline, progress, in_window, measured, run.progress([run.max_steps])
+            )
+        except ValueError as error:
+            out[name] = {"error": str(error)}
+            continue
+        predicted = entry["predicted_loss"]
+        entry["heldout"] = (
+            prediction_errors(measured[held_out], predicted[held_out]) if held_out.any() else None
+        )
+        out[name] = entry | {"predicted_loss": _as_list(predicted)}
+    return out
+
+
 def fit_run(
     run: str | os.PathLike | PositionLossRun,
     fit_until: float = 0.2,
@@ -72,24 +137,12 @@ def fit_run(
     its predicted overall loss at the logged checkpoints, at ``max_steps`` and its held-out errors
     (MAPE in percent, R^2, RMSE, MAE; ``None`` when nothing is held out).
     """
-    if not 0.0 < fit_until < 1.0:
-        raise ValueError(f"fit_until must be a fraction in (0, 1), got {fit_until}")
     if not isinstance(run, PositionLossRun):
         run = load_run(run, max_steps=max_steps)
-    valid = run.steps > 0
-    steps, loss = run.steps[valid], run.loss[valid]
+    steps, loss, progress, fit_from_step, fit_until_step, in_window, held_out = _window(
+        run, fit_until, fit_from
+    )
     measured = loss.mean(axis=1)
-    progress = run.progress(steps)
-    fit_from_step = _fit_from_step(run, fit_from)
-    fit_until_step = int(np.floor(fit_until * run.max_steps))
-    in_window = (steps >= fit_from_step) & (steps <= fit_until_step)
-    held_out = steps > fit_until_step
-    if fit_from_step > fit_until_step:
-        raise ValueError(
-            f"the fitting window is empty: it starts at step {fit_from_step} (fit_from; default: "
-            f"end of warmup) and ends at step {fit_until_step} (fit_until={fit_until}); raise "
-            "fit_until or set fit_from=0"
-        )
 
     tsl = TemporalScalingLaw(
         law, dict(forms or {}), min_r2, index_offset, first_position, joint_refine
@@ -114,14 +167,7 @@ def fit_run(
         if baseline.needs_lr_schedule and run.lr_schedule is None:
             skipped[name] = run.lr_schedule_note
             continue
-        baseline.fit(progress.select(in_window), measured[in_window])
-        methods[name] = {
-            "equation": baseline.equation,
-            "coefficients": baseline.coefficients,
-            "window_r2": baseline.r2,
-            "predicted_loss": baseline.predict(progress),
-            "predicted_loss_at_max_steps": float(baseline.predict(final_progress)[0]),
-        }
+        methods[name] = _fit_baseline(baseline, progress, in_window, measured, final_progress)
         curves[name] = _as_list(baseline.predict(dense_progress))
     for entry in methods.values():
         predicted = entry["predicted_loss"]
@@ -151,7 +197,7 @@ def fit_run(
         },
         "checkpoints": {
             "steps": steps.tolist(),
-            "tokens_seen": run.tokens_seen[valid].tolist(),
+            "tokens_seen": run.tokens_seen[run.steps > 0].tolist(),
             "measured_loss": _as_list(measured),
             "in_fit_window": in_window.tolist(),
             "used_for_fit": tsl.usable.tolist(),

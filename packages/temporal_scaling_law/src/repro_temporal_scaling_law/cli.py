@@ -10,11 +10,12 @@ Defaults come from ``configs/fit.yaml`` (shipped with the package); flags overri
 from __future__ import annotations
 
 import argparse
-import sys
 from importlib import resources
 from pathlib import Path
 
 import yaml
+from repro_core.cli import ArgumentParser, cli_main
+from repro_core.config import UserError
 
 from .baselines import BASELINE_FORMS
 from .position_laws import POSITION_LAWS
@@ -123,6 +124,7 @@ def _fit_kwargs(args: argparse.Namespace, defaults: dict) -> dict:
     }
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     """``repro-tsl-fit``: fit one run, print the summary, write JSON + PNG."""
     from repro_core.results import write_json_atomic
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from .run_data import RunFormatError
 
     defaults = default_settings()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="repro-tsl-fit",
         description="Fit the temporal scaling law on the early part of a run and predict the rest.",
     )
@@ -145,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = fit_run(args.run, fit_until=args.fit_until, **_fit_kwargs(args, defaults))
     except (RunFormatError, ValueError) as error:
-        print(f"repro-tsl-fit: error: {error}", file=sys.stderr)
-        return 2
+        raise UserError(str(error)) from None
     out = Path(args.out) if args.out else Path(args.run) / "tsl"
     # files first: a closed stdout loses nothing
     json_path = write_json_atomic(out / FIT_FILE, to_json_ready(result), indent=2)
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@cli_main
 def rank_main(argv: list[str] | None = None) -> int:
     """``repro-tsl-rank``: rank several runs by predicted final loss, compare with measured."""
     from repro_core.results import write_json_atomic
@@ -165,7 +167,7 @@ def rank_main(argv: list[str] | None = None) -> int:
     from .run_data import RunFormatError
 
     defaults = default_settings()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="repro-tsl-rank",
         description="Rank runs (e.g. data mixtures) by the loss predicted from their early window.",
     )
@@ -176,8 +178,7 @@ def rank_main(argv: list[str] | None = None) -> int:
     try:
         ranking = rank_runs(args.runs, fit_until=args.fit_until, **_fit_kwargs(args, defaults))
     except (RunFormatError, ValueError) as error:
-        print(f"repro-tsl-rank: error: {error}", file=sys.stderr)
-        return 2
+        raise UserError(str(error)) from None
     out = Path(args.out)
     json_path = write_json_atomic(out / RANK_FILE, to_json_ready(ranking), indent=2)
     plot_path = plot_ranking(ranking, out / RANK_PLOT)

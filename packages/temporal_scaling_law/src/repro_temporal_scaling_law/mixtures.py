@@ -146,3 +146,31 @@ def build_mixture_corpora(
 def mixture_name(weight: float) -> str:
     """Folder / run name of a mixture: ``mix-a0.20`` for 20% of source A."""
     return f"mix-a{weight:.2f}"
+
+
+def prepare_mixture_runs(
+    data_dir: str | Path,
+    cfg,
+    weights: list[float] | tuple[float, ...],
+    sources: tuple[str, str] = ("wikitext-2", "tinyshakespeare"),
+    train_chars: int = 4_000_000,
+    valid_chars_per_source: int = 0,
+) -> tuple[dict[float, Path], Path]:
+    """The mixture corpora under ``data_dir/corpora`` and the one tokenizer every mixture run
+    uses, ``data_dir/tokenizer`` (the config's, trained on its main corpus: the runs' losses are
+    comparable only with one tokenizer); every corpus tokenized once (the core caches tokens).
+    Returns ``({w: corpus folder}, tokenizer folder)``; a second call rewrites nothing."""
+    from repro_core.data import get_tokenizer, resolve_corpus, tokenize_corpus
+
+    data_dir = Path(data_dir)
+    tokenizer_dir = data_dir / "tokenizer"
+    if not (tokenizer_dir / "tokenizer_config.json").is_file():
+        tokenizer = get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
+        tokenizer.save_pretrained(str(tokenizer_dir))
+    folders = build_mixture_corpora(
+        data_dir / "corpora", weights, sources, train_chars, valid_chars_per_source
+    )
+    shared = get_tokenizer(str(tokenizer_dir.resolve()))
+    for folder in folders.values():
+        tokenize_corpus(resolve_corpus(str(folder.resolve())), shared, cfg.data.val_fraction)
+    return folders, tokenizer_dir

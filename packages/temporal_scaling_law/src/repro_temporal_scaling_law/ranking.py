@@ -51,15 +51,11 @@ def rank_runs(run_dirs: Sequence[str | os.PathLike], fit_until: float = 0.2, **f
     measured = np.array([run["measured_final_loss"] for run in runs])
     scores = {}
     for method in methods:
-        predicted = np.array([run["predicted_final_loss"][method] for run in runs], dtype=float)
-        finite = bool(np.all(np.isfinite(predicted)))
-        scores[method] = {
-            "spearman": spearman(measured, predicted) if finite else None,
-            "kendall": kendall(measured, predicted) if finite else None,
-            "top1_hit": bool(np.argmin(predicted) == np.argmin(measured)) if finite else None,
-            "regret": regret(measured, predicted) if finite else None,
-            "mape_final": mape(measured, predicted) if finite else None,
-        }
+        predicted = [run["predicted_final_loss"][method] for run in runs]
+        score = score_ranking(measured, predicted)
+        finite = np.isfinite(score["mape_final"])
+        scores[method] = {k: (bool(v) if k == "top1_hit" else v) if finite else None
+                          for k, v in score.items()}  # fmt: skip
     return {
         "fit_until": fit_until,
         "settings": fits[0]["settings"],
@@ -67,4 +63,22 @@ def rank_runs(run_dirs: Sequence[str | os.PathLike], fit_until: float = 0.2, **f
         "runs": runs,
         "methods": scores,
         "fits": fits,
+    }
+
+
+def score_ranking(measured, predicted) -> dict[str, float]:
+    """Spearman rho, Kendall tau, top-1 hit (1.0 or 0.0), regret and MAPE (%) of one ranking:
+    ``predicted[k]`` is a method's predicted final loss of run k, ``measured[k]`` its true one.
+    A prediction that is missing or not finite makes every score NaN (a failed fit is reported,
+    never dropped)."""
+    measured = np.asarray(measured, dtype=float)
+    predicted = np.array([np.nan if p is None else p for p in predicted], dtype=float)
+    if not np.all(np.isfinite(predicted)):
+        return dict.fromkeys(("spearman", "kendall", "top1_hit", "regret", "mape_final"), np.nan)
+    return {
+        "spearman": spearman(measured, predicted),
+        "kendall": kendall(measured, predicted),
+        "top1_hit": float(np.argmin(predicted) == np.argmin(measured)),
+        "regret": regret(measured, predicted),
+        "mape_final": mape(measured, predicted),
     }

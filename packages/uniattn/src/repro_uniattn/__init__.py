@@ -1,21 +1,19 @@
 """UniAttn (arXiv 2502.00439): softmax unification for post-training LLMs.
 
-Importing the package registers ``UniAttnConfig`` / ``UniAttnForCausalLM`` with
-``AutoConfig`` / ``AutoModelForCausalLM``.
+``import repro_uniattn.modeling`` (or using any model class below) registers ``UniAttnConfig`` /
+``UniAttnForCausalLM`` with ``AutoConfig`` / ``AutoModelForCausalLM``; ``import repro_uniattn``
+alone stays cheap (no torch), so that the command lines check their arguments first.
 """
 
-from .modeling import (
-    Compensation,
-    UniAttnAttention,
-    UniAttnConfig,
-    UniAttnForCausalLM,
-    kv_cache_bytes,
-)
+from repro_core import lazy_exports
 
-__all__ = [
-    "Compensation",
-    "UniAttnAttention",
-    "UniAttnConfig",
-    "UniAttnForCausalLM",
-    "kv_cache_bytes",
-]
+_EXPORTS = {
+    "Compensation": ".modeling",
+    "UniAttnAttention": ".modeling",
+    "UniAttnConfig": ".modeling",
+    "UniAttnForCausalLM": ".modeling",
+    "UniAttnModelConfig": ".config",
+    "kv_cache_bytes": ".modeling",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

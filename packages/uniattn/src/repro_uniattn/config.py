@@ -8,9 +8,9 @@ from typing import Literal
 
 from repro_core.config import ModelConfig, check, resolve_base
 
-from .convert import INIT_METHODS
-
 VARIANTS = ("base", "uniattn", "softmax", "cla")
+# W_c initialisations (convert.fit_compensation validates against the same tuple)
+INIT_METHODS = ("lsq_tokens", "lsq_official", "zero")
 
 
 @dataclass
@@ -109,4 +109,4 @@ def is_uniattn_checkpoint(path: str | Path) -> bool:
     return config.is_file() and json.loads(config.read_text()).get("model_type") == "repro_uniattn"
 
 
-__all__ = ["VARIANTS", "UniAttnModelConfig", "is_uniattn_checkpoint"]
+__all__ = ["INIT_METHODS", "VARIANTS", "UniAttnModelConfig", "is_uniattn_checkpoint"]

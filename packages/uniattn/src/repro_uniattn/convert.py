@@ -28,20 +28,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+from repro_core import no_grad
 from repro_core.cli import ArgumentParser, cli_main
-from repro_core.config import resolve_base
-from repro_core.modeling import DecoderConfig, decoder_config_from_llama
+from repro_core.config import UserError, resolve_base
+from repro_core.data import resolve_corpus
 
-from .modeling import UniAttnConfig, UniAttnForCausalLM
+from .config import INIT_METHODS
 
-INIT_METHODS = ("lsq_tokens", "lsq_official", "zero")
+if TYPE_CHECKING:  # torch and the model load when a function runs: the CLI checks first
+    import torch
+    from repro_core.modeling import DecoderConfig
+
+    from .modeling import UniAttnForCausalLM
 
 
 def read_checkpoint(path: str | Path) -> tuple[DecoderConfig, dict[str, torch.Tensor]]:
     """(config, state dict) of a HF Llama or DecoderLM checkpoint directory."""
+    from repro_core.modeling import DecoderConfig, decoder_config_from_llama
     from safetensors.torch import load_file
     from transformers import AutoConfig
 
@@ -84,6 +90,10 @@ def convert_state_dict(
 
     The q/k (or, for ``sharing="kv"``, k/v) projections of reusing layers are dropped.
     """
+    import torch
+
+    from .modeling import UniAttnConfig, UniAttnForCausalLM
+
     L = config.num_hidden_layers
     if not 0 <= start < L:
         raise ValueError(f"start={start} must be a layer index in 0..{L - 1}")
@@ -137,6 +147,8 @@ def convert_state_dict(
 
 def convert_checkpoint(base, group_size: int, start: int, end: int, **kwargs) -> UniAttnForCausalLM:
     """:func:`convert_state_dict` for a checkpoint directory or an in-memory Llama/DecoderLM."""
+    from repro_core.modeling import DecoderConfig, decoder_config_from_llama
+
     if isinstance(base, (str, Path)):
         config, state = read_checkpoint(base)
     else:
@@ -178,7 +190,7 @@ class _Recorder:
             h.remove()
 
 
-@torch.no_grad()
+@no_grad
 def fit_compensation(
     model: UniAttnForCausalLM,
     base_model,
@@ -206,6 +218,8 @@ def fit_compensation(
     N x calibration tokens x D values, e.g. 2 x 32 x 128 x 64 fp32 = 2 MB at tiny scale), and
     the unified model once per batch and layer: N + 1 passes over the calibration data, not 2N.
     """
+    import torch
+
     if method not in INIT_METHODS:
         raise ValueError(f"method={method!r} is invalid: allowed {' | '.join(INIT_METHODS)}")
     targets = [
@@ -273,6 +287,7 @@ def fit_compensation(
 
 def calibration_blocks(tokenizer, corpus: str, num_blocks: int, seq_len: int, seed: int = 0):
     """(num_blocks, seq_len) token ids drawn from the training split of ``corpus``."""
+    import torch
     from repro_core.data import as_blocks, resolve_corpus, tokenize_corpus
 
     splits = tokenize_corpus(resolve_corpus(corpus), tokenizer, 0.1)
@@ -300,6 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     resolve_base(str(args.base))  # a missing checkpoint is one line, not a traceback
+    if args.group_size < 1 or args.start < 0 or args.end <= args.start:
+        raise UserError(
+            f"--group-size {args.group_size} --start {args.start} --end {args.end}: need "
+            "group size >= 1, start >= 0 and end > start"
+        )
+    if args.calib_blocks < 1 or args.calib_seq_len < 2:
+        raise UserError("--calib-blocks must be >= 1 and --calib-seq-len >= 2")
+    compensates = args.init != "zero" and not args.no_compensation and args.sharing == "softmax"
+    if compensates:
+        resolve_corpus(args.calib_corpus)
+    # the heavy stack from here on
     from repro_core.data import get_tokenizer
     from repro_core.modeling import load_llama_checkpoint
 
@@ -321,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     report: dict = {"method": "zero"}
-    if args.init != "zero" and not args.no_compensation and args.sharing == "softmax":
+    if compensates:
         ids = calibration_blocks(
             tokenizer, args.calib_corpus, args.calib_blocks, args.calib_seq_len, args.seed
         )

@@ -16,12 +16,8 @@ from pathlib import Path
 
 from repro_core.cli import ArgumentParser, check_run, cli_main
 from repro_core.data import as_blocks, resolve_corpus, tokenize_corpus
-from repro_core.evaluate import evaluate_blocks, load_run
-from repro_core.modeling import count_parameters
 from repro_core.results import write_text_atomic
 
-from . import modeling  # noqa: F401  (registers UniAttnForCausalLM with AutoModelForCausalLM)
-from .bench import softmax_calls_per_token
 from .task import evaluate_task, resolve_task_corpus
 
 
@@ -40,6 +36,8 @@ def base_corpus_quality(
     model, tokenizer, corpus: str, seq_len: int, batches: int, batch_size=8
 ) -> dict:
     """Validation loss / perplexity of ``model`` on ``corpus`` (the pretraining corpus)."""
+    from repro_core.evaluate import evaluate_blocks
+
     split = tokenize_corpus(resolve_corpus(corpus), tokenizer)["validation"]
     out = evaluate_blocks(
         model, as_blocks(split.tokens, seq_len), split.bytes_per_token, batch_size, batches
@@ -48,6 +46,10 @@ def base_corpus_quality(
 
 
 def evaluate_model(model, tokenizer, task_corpus, base_corpus, seq_len=256, batches=16) -> dict:
+    from repro_core.modeling import count_parameters
+
+    from .bench import softmax_calls_per_token
+
     out = {}
     if (Path(resolve_task_corpus(task_corpus)) / "heldout.json").is_file():
         out.update(evaluate_task(model, tokenizer, task_corpus))
@@ -74,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     check_run(args.run, args.checkpoint)
     if args.base_corpus:
         resolve_corpus(args.base_corpus)
+    # the heavy stack from here on
+    from repro_core.evaluate import load_run
+
+    from . import modeling  # noqa: F401  (registers UniAttnForCausalLM with AutoModelForCausalLM)
+
     model, tok, cfg = load_run(args.run, args.checkpoint)
     result = evaluate_model(
         model.eval(), tok, cfg["data"]["corpus"], args.base_corpus, args.seq_len, args.batches

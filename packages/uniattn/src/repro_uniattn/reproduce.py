@@ -20,7 +20,7 @@ import sys
 
 from repro_core.claims import Claim, judge
 from repro_core.config import load_config, package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec
+from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 from repro_core.report import claims_table
@@ -107,6 +107,7 @@ GRID = Grid(
     package="uniattn",
     arms=ARMS,
     run=run_one,
+    config_loader=config_loader(UniAttnModelConfig, __file__),
     metrics=(
         Metric("task_loss", "task loss", True, 3),
         Metric("task_accuracy", "task exact match", False, 3),

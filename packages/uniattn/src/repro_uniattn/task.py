@@ -21,7 +21,7 @@ import os
 import random
 from pathlib import Path
 
-import torch
+from repro_core import no_grad
 from repro_core.results import write_text_atomic
 
 CORPUS_NAME = "synthetic-sft"
@@ -94,12 +94,14 @@ def resolve_task_corpus(name: str) -> str:
     return str(root)
 
 
-@torch.no_grad()
+@no_grad
 def evaluate_task(
     model, tokenizer, corpus: str, max_examples: int = 256, batch_size: int = 32
 ) -> dict:
     """Held-out response loss (nats/token) and exact match (every response token is the
     greedy argmax under teacher forcing) on ``heldout.json`` of the task corpus."""
+    import torch
+
     path = Path(resolve_task_corpus(corpus)) / "heldout.json"
     rows = [json.loads(line) for line in path.read_text().splitlines()][:max_examples]
     model.eval()

@@ -25,10 +25,9 @@ from pathlib import Path
 from repro_core.cli import train_main
 from repro_core.config import package_preset_dirs, resolve_base
 from repro_core.data import get_tokenizer, resolve_corpus
-from repro_core.train import Trainer, reset_accelerate
 
 from .config import UniAttnModelConfig, is_uniattn_checkpoint
-from .task import resolve_task_corpus
+from .task import CORPUS_NAME, resolve_task_corpus
 
 
 def build_model(cfg, tokenizer, log=print):
@@ -70,6 +69,8 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
 
     ``resume`` / ``overwrite``: what to do with a run already in ``run_dir`` (see
     :class:`repro_core.train.Trainer`); stage 1 reruns from scratch whenever it runs."""
+    from repro_core.train import Trainer, reset_accelerate
+
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, corpus=resolve_task_corpus(cfg.data.corpus))
     )
@@ -118,6 +119,15 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
     return trainer.train(resume=resume)
 
 
+def check_inputs(cfg) -> None:
+    """Before torch: the base checkpoint exists, and the corpus (unless it is the synthetic task
+    family, written on first use by :func:`run`)."""
+    if cfg.model.init_from:
+        resolve_base(cfg.model.init_from)
+    if cfg.data.corpus != CORPUS_NAME:
+        resolve_corpus(cfg.data.corpus)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The core trainer's command line (checks first, ``error: ...`` + status 2 on bad input)."""
     return train_main(
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         package_preset_dirs(__file__),
         "repro-uniattn-train",
         run=run,
-        validate=None,  # task corpora resolve in run(); the base checkpoint in the config
+        validate=check_inputs,
         description=__doc__.split("\n\n")[0],
     )
 
