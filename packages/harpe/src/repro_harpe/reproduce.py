@@ -51,8 +51,8 @@ LABELS = {
 ARMS = (
     Arm("abf_single", ("model.rope_scheme=single",)),
     Arm("abf_multi", ("model.rope_scheme=single", 'model.stages=["1e6:0.25","2e6:0.5"]')),
-    Arm("pi", ("model.rope_theta=1e4", "model.rope_scaling=linear")),
-    Arm("yarn", ("model.rope_theta=1e4", "model.rope_scaling=yarn")),
+    Arm("pi", ("model.rope_scheme=single", "model.rope_theta=1e4", "model.rope_scaling=linear")),
+    Arm("yarn", ("model.rope_scheme=single", "model.rope_theta=1e4", "model.rope_scaling=yarn")),
     Arm("harpe_asc", ("model.rope_scheme=uniform",)),
     Arm("harpe_desc", ("model.rope_scheme=uniform", "model.descending=true")),
     Arm("harpe_pv", ("model.rope_scheme=peak_valley",)),
