@@ -553,18 +553,10 @@ def _minheap_pop(heap, size):
 
 
 @njit(cache=True)
-def encode_pieces(data, offsets, pkeys, pvals, pshift, rule_rank, rule_new, exp_offsets, exp_ids):
-    """BPE-encode many byte strings ("pieces") at once.
-
-    data[offsets[k]:offsets[k+1]] is piece k. A rule row r says: adjacent (left, right) whose pair
-    key maps to r in (pkeys, pvals) becomes rule_new[r] with priority rule_rank[r] (lower first,
-    leftmost first on ties). With merge rules and rank = merge index this is HF `tokenizers`
-    (`word.rs::merge_all`); with all (x, y) whose bytes concatenate to a token and rank = token id
-    it is tiktoken. Each final id t is written as exp_ids[exp_offsets[t]:exp_offsets[t+1]] (an
-    identity table, or e.g. Scaffold-BPE's demolition into compact model ids).
-
-    Returns (ids, ids_offsets): the output of piece k is ids[ids_offsets[k]:ids_offsets[k+1]].
-    """
+def piece_buffers(data, offsets, exp_offsets):
+    """The longest piece and the output buffers of an encoder over pieces (shared by the BPE and
+    LBPE kernels): ``out`` holds every piece's ids after expansion by ``exp_offsets`` (at most
+    max expansion ids per byte), ``out_offsets`` their offsets. Returns (max_len, out, out_offsets)."""
     n_pieces = offsets.size - 1
     max_len = 1
     max_expand = 1
@@ -578,6 +570,24 @@ def encode_pieces(data, offsets, pkeys, pvals, pshift, rule_rank, rule_new, exp_
             max_expand = e
     out = np.empty(data.size * max_expand + 1, dtype=np.int32)
     out_offsets = np.empty(n_pieces + 1, dtype=np.int64)
+    return max_len, out, out_offsets
+
+
+@njit(cache=True)
+def encode_pieces(data, offsets, pkeys, pvals, pshift, rule_rank, rule_new, exp_offsets, exp_ids):
+    """BPE-encode many byte strings ("pieces") at once.
+
+    data[offsets[k]:offsets[k+1]] is piece k. A rule row r says: adjacent (left, right) whose pair
+    key maps to r in (pkeys, pvals) becomes rule_new[r] with priority rule_rank[r] (lower first,
+    leftmost first on ties). With merge rules and rank = merge index this is HF `tokenizers`
+    (`word.rs::merge_all`); with all (x, y) whose bytes concatenate to a token and rank = token id
+    it is tiktoken. Each final id t is written as exp_ids[exp_offsets[t]:exp_offsets[t+1]] (an
+    identity table, or e.g. Scaffold-BPE's demolition into compact model ids).
+
+    Returns (ids, ids_offsets): the output of piece k is ids[ids_offsets[k]:ids_offsets[k+1]].
+    """
+    n_pieces = offsets.size - 1
+    max_len, out, out_offsets = piece_buffers(data, offsets, exp_offsets)
     sym = np.empty(max_len, dtype=np.int32)
     nxt = np.empty(max_len, dtype=np.int64)
     prv = np.empty(max_len, dtype=np.int64)

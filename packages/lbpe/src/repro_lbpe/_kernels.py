@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from repro_core._bpe_kernels import piece_buffers
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -85,18 +86,7 @@ def lbpe_encode_pieces(
     Returns (ids, ids_offsets): the output of piece k is ids[ids_offsets[k]:ids_offsets[k+1]].
     """
     n_pieces = offsets.size - 1
-    max_len = 1
-    max_expand = 1
-    for k in range(n_pieces):
-        length = offsets[k + 1] - offsets[k]
-        if length > max_len:
-            max_len = length
-    for t in range(exp_offsets.size - 1):
-        e = exp_offsets[t + 1] - exp_offsets[t]
-        if e > max_expand:
-            max_expand = e
-    out = np.empty(data.size * max_expand + 1, dtype=np.int32)
-    out_offsets = np.empty(n_pieces + 1, dtype=np.int64)
+    max_len, out, out_offsets = piece_buffers(data, offsets, exp_offsets)
     covered = np.zeros(max_len, dtype=np.bool_)
     accepted_token = np.full(max_len, -1, dtype=np.int32)  # token starting at a position
     accepted_len = np.zeros(max_len, dtype=np.int64)
