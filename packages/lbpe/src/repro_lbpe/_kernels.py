@@ -10,29 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from repro_core._bpe_kernels import _bucket as _slot
+from repro_core._bpe_kernels import _pair_lookup as _table_get
 from repro_core._bpe_kernels import piece_buffers
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-@njit(cache=True)
-def _slot(key, shift):
-    return np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
 
 
 @njit(cache=True)
 def _child(edge_keys, edge_vals, shift, node, byte):
-    """Child of `node` along `byte`, or -1."""
-    key = (np.int64(node) << 8) | np.int64(byte)
-    mask = edge_keys.size - 1
-    i = _slot(key, shift)
-    while True:
-        k = edge_keys[i]
-        if k == key:
-            return edge_vals[i]
-        if k == -1:
-            return -1
-        i = (i + 1) & mask
+    """Child of `node` along `byte`, or -1: the core's open-addressing lookup, key node<<8 | byte."""
+    return _table_get(edge_keys, edge_vals, shift, (np.int64(node) << 8) | np.int64(byte))
 
 
 @njit(cache=True)
