@@ -14,18 +14,17 @@ Importing this module registers the class with `AutoTokenizer`, so `AutoTokenize
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from repro_core.bpe import bytes_to_unicode
-from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizer
+from repro_core.byte_tokenizer import ByteLevelTokenizer
+from transformers import AutoTokenizer, PretrainedConfig
 
 from repro_scaffold_bpe.scaffold import ScaffoldBpe
 
 MODEL_FILE = "scaffold_bpe.json"
 
 
-class ScaffoldBpeTokenizer(PreTrainedTokenizer):
+class ScaffoldBpeTokenizer(ByteLevelTokenizer):
     """HF tokenizer over a `ScaffoldBpe` model (a plain BPE is a ScaffoldBpe with no scaffold tokens).
 
     Args:
@@ -36,7 +35,6 @@ class ScaffoldBpeTokenizer(PreTrainedTokenizer):
     """
 
     vocab_files_names = {"model_file": MODEL_FILE}
-    model_input_names = ["input_ids", "attention_mask"]
 
     def __init__(
         self,
@@ -56,129 +54,19 @@ class ScaffoldBpeTokenizer(PreTrainedTokenizer):
         self.model = model
         self.semantics = semantics
         self._encoder = model.encoder(semantics)
-        to_char = bytes_to_unicode()
-        self._byte_of_char = {c: b for b, c in to_char.items()}
-        specials = {model.model_id_of[i]: s for s, i in model.special_tokens.items()}
-        self._id_to_token = [
-            specials.get(m, "".join(to_char[x] for x in tb))
-            for m, tb in enumerate(model.model_token_bytes)
-        ]
-        self._token_to_id = {t: m for m, t in enumerate(self._id_to_token)}
-        if eos_token is not None and str(eos_token) not in model.special_tokens:
-            eos_token = None
+        specials = {s: model.model_id_of[i] for s, i in model.special_tokens.items()}
+        self._set_encoder(self._encoder, self._encoder.output_token_bytes, specials)
         super().__init__(
-            eos_token=eos_token,
+            eos_token=self._eos_if_known(eos_token),
             clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             semantics=semantics,
             **kwargs,
         )
 
-    # -- vocabulary ------------------------------------------------------------------------------
-
-    @property
-    def vocab_size(self) -> int:
-        """N, the number of normal tokens (= the embedding size a model needs)."""
-        return self.model.vocab_size
-
-    def get_vocab(self) -> dict[str, int]:
-        vocab = dict(self._token_to_id)
-        vocab.update(getattr(self, "_added_tokens_encoder", {}))
-        return vocab
-
-    def _convert_token_to_id(self, token: str) -> int:
-        return self._token_to_id[token]
-
-    def _convert_id_to_token(self, index: int) -> str:
-        return self._id_to_token[index]
-
-    def _has_foreign_added_tokens(self) -> bool:
-        return any(t not in self.model.special_tokens for t in self._added_tokens_encoder)
-
-    # -- encoding --------------------------------------------------------------------------------
-
-    def encode_ids(self, text: str, allow_special: bool = True) -> list[int]:
-        """Model ids of `text` (fast path; special-token strings map to their ids unless disallowed)."""
-        return self._encoder.encode(text, allowed_special=allow_special)
-
-    def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
-        return [self._id_to_token[i] for i in self._encoder.encode_ordinary(text)]
-
-    def tokenize(self, text: str, **kwargs: Any) -> list[str]:
-        if self._has_foreign_added_tokens():
-            return super().tokenize(text, **kwargs)
-        split_special = kwargs.pop("split_special_tokens", self.split_special_tokens)
-        return [
-            self._id_to_token[i] for i in self.encode_ids(text, allow_special=not split_special)
-        ]
-
-    def _encode_plus(self, text, text_pair=None, **kwargs: Any):
-        # Fast path: hand transformers ready-made ids for plain strings (it accepts lists of ints).
-        simple = not kwargs.get("is_split_into_words") and not kwargs.get("sanitize_control_tokens")
-        if simple and not self._has_foreign_added_tokens():
-            allow = not kwargs.get("split_special_tokens", self.split_special_tokens)
-            if isinstance(text, str) and (text_pair is None or isinstance(text_pair, str)):
-                ids = self.encode_ids(text, allow)
-                pair_ids = self.encode_ids(text_pair, allow) if text_pair is not None else None
-                if ids and (pair_ids is None or pair_ids):  # empty lists would read as a batch
-                    kwargs.pop("split_special_tokens", None)
-                    return super()._encode_plus(ids, pair_ids, **kwargs)
-        return super()._encode_plus(text, text_pair, **kwargs)
-
-    # -- decoding --------------------------------------------------------------------------------
-
-    def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        out = bytearray()
-        specials = self.model.special_tokens
-        for t in tokens:
-            if t in specials or t in self._added_tokens_encoder:
-                out += t.encode("utf-8")
-            else:
-                out += bytes(self._byte_of_char[c] for c in t)
-        return out.decode("utf-8", errors="replace")
-
-    def _decode(
-        self,
-        token_ids: int | list[int],
-        skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool | None = None,
-        **kwargs: Any,
-    ) -> str:
-        if isinstance(token_ids, int):
-            token_ids = [token_ids]
-        skip = set(self.all_special_ids) if skip_special_tokens else set()
-        n = self.model.vocab_size
-        token_bytes = self._encoder.output_token_bytes
-        added = self._added_tokens_decoder
-        out = bytearray()
-        for i in map(int, token_ids):
-            if i in skip:
-                continue
-            if i < n:
-                out += token_bytes[i]
-            elif i in added:
-                out += added[i].content.encode("utf-8")
-            else:
-                raise IndexError(f"token id {i} is outside the vocabulary of size {len(self)}")
-        text = out.decode("utf-8", errors="replace")
-        clean = (
-            self.clean_up_tokenization_spaces
-            if clean_up_tokenization_spaces is None
-            else clean_up_tokenization_spaces
-        )
-        return self.clean_up_tokenization(text) if clean else text
-
-    # -- saving ----------------------------------------------------------------------------------
-
     def save_vocabulary(
         self, save_directory: str, filename_prefix: str | None = None
     ) -> tuple[str, ...]:
-        if not os.path.isdir(save_directory):
-            raise NotADirectoryError(
-                f"save_vocabulary needs an existing directory, got {save_directory}"
-            )
-        path = os.path.join(
-            save_directory, (f"{filename_prefix}-" if filename_prefix else "") + MODEL_FILE
-        )
+        path = self._save_path(save_directory, filename_prefix, MODEL_FILE)
         self.model.save(path)
         return (path,)
 
