@@ -16,7 +16,12 @@ from repro_temporal_scaling_law import fit_run, load_run
 from repro_temporal_scaling_law import reproduce as rep
 from repro_temporal_scaling_law.analysis import METHODS, WINDOWS
 from repro_temporal_scaling_law.grid_report import plot_names
-from repro_temporal_scaling_law.mixtures import build_mixture_corpora, interleave, take_chars
+from repro_temporal_scaling_law.mixtures import (
+    build_mixture_corpora,
+    interleave,
+    mixture_tokenizer_dir,
+    take_chars,
+)
 from repro_temporal_scaling_law.train import main as train_main
 
 
@@ -101,6 +106,19 @@ def test_mixture_corpora_have_the_asked_proportions_and_one_fixed_validation_tar
     from repro_core.data import resolve_corpus
 
     assert sorted(resolve_corpus(str(folders[0.25])).files) == ["train", "validation"]
+
+
+def test_mixture_tokenizer_folder_is_keyed_by_tokenizer_spec_and_corpus(tmp_path):
+    """A grid rerun with ``--set data.tokenizer=...`` must not reuse the first grid's tokenizer."""
+    base = mixture_tokenizer_dir(tmp_path, "bpe:8192", "wikitext-2")
+    assert base == mixture_tokenizer_dir(tmp_path, "bpe:8192", "wikitext-2")
+    assert base.parent == tmp_path
+    others = {
+        mixture_tokenizer_dir(tmp_path, "bpe:4096", "wikitext-2"),
+        mixture_tokenizer_dir(tmp_path, "bpe:8192", "tinyshakespeare"),
+        mixture_tokenizer_dir(tmp_path, "bpe:819", "2wikitext-2"),  # no ambiguous concatenation
+    }
+    assert base not in others and len(others) == 3
 
 
 def test_reproduce_grid_trains_fits_every_method_reports_and_resumes(tmp_path, monkeypatch):

@@ -148,6 +148,16 @@ def mixture_name(weight: float) -> str:
     return f"mix-a{weight:.2f}"
 
 
+def mixture_tokenizer_dir(data_dir: str | Path, tokenizer: str, corpus: str) -> Path:
+    """Folder of the tokenizer the mixture runs share, keyed by what it is trained from: the
+    config's ``data.tokenizer`` spec and main ``data.corpus``. A run with another tokenizer
+    (``--set data.tokenizer=...``) gets its own folder instead of silently reusing the first."""
+    import hashlib
+
+    key = hashlib.sha256(f"{tokenizer}\0{corpus}".encode()).hexdigest()[:12]
+    return Path(data_dir) / f"tokenizer-{key}"
+
+
 def prepare_mixture_runs(
     data_dir: str | Path,
     cfg,
@@ -157,13 +167,13 @@ def prepare_mixture_runs(
     valid_chars_per_source: int = 0,
 ) -> tuple[dict[float, Path], Path]:
     """The mixture corpora under ``data_dir/corpora`` and the one tokenizer every mixture run
-    uses, ``data_dir/tokenizer`` (the config's, trained on its main corpus: the runs' losses are
-    comparable only with one tokenizer); every corpus tokenized once (the core caches tokens).
+    uses, ``data_dir/tokenizer-<key>`` (the config's, trained on its main corpus, keyed by
+    both: the runs' losses are comparable only with one tokenizer); every corpus tokenized once (the core caches tokens).
     Returns ``({w: corpus folder}, tokenizer folder)``; a second call rewrites nothing."""
     from repro_core.data import get_tokenizer, resolve_corpus, tokenize_corpus
 
     data_dir = Path(data_dir)
-    tokenizer_dir = data_dir / "tokenizer"
+    tokenizer_dir = mixture_tokenizer_dir(data_dir, str(cfg.data.tokenizer), str(cfg.data.corpus))
     if not (tokenizer_dir / "tokenizer_config.json").is_file():
         tokenizer = get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
         tokenizer.save_pretrained(str(tokenizer_dir))
