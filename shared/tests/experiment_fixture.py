@@ -80,6 +80,7 @@ DERIVED_GRID = Grid(
     arms=(Arm("run"),),
     run=analysed_run,
     derive=derive_methods,
+    derived_arms=("fast", "slow"),
     title="Fixture grid with derived records",
 )
 DERIVED_CLAIMS = (

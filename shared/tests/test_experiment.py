@@ -188,3 +188,23 @@ def test_derived_records_are_judged_like_arms_and_rebuilt_by_report_only(env):
     assert fx.main_derived(["--report-only", "--out", str(out)]) == 0
     assert (out / "results.md").read_bytes() == before
     assert (out / "package_plot.txt").is_file()  # the package's figures are redrawn too
+
+
+def test_claims_on_derived_records_are_checked_against_the_declared_names(env):
+    """A typo in a derived claim fails before any run; so do undeclared derived records."""
+    import dataclasses
+
+    from repro_core.claims import Claim
+    from repro_core.experiment import main as run_experiment
+
+    out = env / "results"
+    typo = (Claim("fixture", "err", "fsat", ("slow",)),)
+    with pytest.raises(ValueError, match=r"unknown arm\(s\) \['fsat'\]"):
+        run_experiment(fx.DERIVED_GRID, typo, ["--jobs", "0", "--out", str(out)])
+    assert not out.exists()  # raised before any run
+    undeclared = dataclasses.replace(fx.DERIVED_GRID, derived_arms=())
+    with pytest.raises(ValueError, match="needs Grid.derived_arms"):
+        run_experiment(undeclared, fx.DERIVED_CLAIMS, ["--jobs", "0", "--out", str(out)])
+    partial = dataclasses.replace(fx.DERIVED_GRID, derived_arms=("fast",))
+    with pytest.raises(ValueError, match=r"records \['slow'\] outside"):
+        run_experiment(partial, (), ["--jobs", "0", "--out", str(out)])

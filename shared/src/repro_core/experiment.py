@@ -124,6 +124,9 @@ class Grid:
             record 'setting'), or a per-seed value that needs several runs (a ranking of the
             arms). Claims name them like arms; they are recomputed from ``results.json`` on
             ``--report-only`` and stored in ``results["derived"]``.
+        derived_arms: the record names ``derive`` may produce (required with ``derive``): a
+            claim naming neither an arm nor one of these is an error before any run starts,
+            and a record outside them is an error when judging.
     """
 
     package: str
@@ -137,6 +140,7 @@ class Grid:
     preflight: Callable[[str, tuple[str, ...]], None] | None = None
     config_loader: Callable[[str, Sequence[str]], object] | None = None
     derive: Callable[[dict], list[dict]] | None = None
+    derived_arms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.arms]
@@ -344,11 +348,26 @@ def judge_claims(claims: Sequence[Claim], runs: list[dict], settings: Sequence[s
     return [judge(c, per_seed_values(runs, c.metric), list(settings)) for c in claims]
 
 
+def _check_claim_arms(grid: Grid, claims: Sequence[Claim]) -> None:
+    """Every arm a claim names is a grid arm or a declared derived record (a typo would judge
+    nothing and read as 'too few seeds')."""
+    if grid.derive is not None and not grid.derived_arms:
+        raise ValueError(f"grid {grid.package!r}: Grid.derive needs Grid.derived_arms")
+    known = {a.name for a in grid.arms} | set(grid.derived_arms)
+    for c in claims:
+        unknown = [a for a in c.arms if a not in known]
+        if unknown:
+            raise ValueError(f"claim {c.text[:40]!r} names unknown arm(s) {unknown}")
+
+
 def judge_results(grid: Grid, claims: Sequence[Claim], results: dict) -> None:
     """Set ``results["claims"]`` (and ``results["derived"]`` when the grid derives records)."""
     records = results["runs"]
     if grid.derive is not None:
         results["derived"] = grid.derive(results)
+        strays = sorted({r["arm"] for r in results["derived"]} - set(grid.derived_arms))
+        if strays:
+            raise ValueError(f"Grid.derive made records {strays} outside Grid.derived_arms")
         records = records + results["derived"]
     results["claims"] = judge_claims(claims, records, list(results["grid"]["settings"]))
 
@@ -475,10 +494,7 @@ def main(
             raise ExperimentError(f"--seeds {args.seeds!r}: expected integers like 0,1,2") from None
         arms = _select(args.arms, [a.name for a in grid.arms], "arm(s)")
         settings = _select(args.settings, list(grid.settings), "setting(s)")
-        for c in claims if grid.derive is None else ():  # derived arms exist after the runs
-            unknown = [a for a in c.arms if a not in [x.name for x in grid.arms]]
-            if unknown:
-                raise ValueError(f"claim {c.text[:40]!r} names unknown arm(s) {unknown}")
+        _check_claim_arms(grid, claims)
         if args.jobs < 0:
             raise ExperimentError(f"--jobs {args.jobs}: expected 0 (in process) or more")
         default_out = grid.package_root() / "results" / args.preset

@@ -32,7 +32,16 @@ from repro_core.experiment import Arm, Grid, Metric, RunSpec, runs_root, train_r
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 
-from .analysis import MAIN_ARM, MIXTURE_PREFIX, PLOT_WINDOW, VARIANTS, WINDOWS, analyse_run, derive
+from .analysis import (
+    MAIN_ARM,
+    METHODS,
+    MIXTURE_PREFIX,
+    PLOT_WINDOW,
+    VARIANTS,
+    WINDOWS,
+    analyse_run,
+    derive,
+)
 from .baselines import DEFAULT_BASELINES
 
 PACKAGE = "temporal_scaling_law"
@@ -113,6 +122,7 @@ GRID = Grid(
     ),
     preflight=preflight,
     derive=derive,
+    derived_arms=METHODS,
 )
 
 PREDICTION = '"accurately predicts the test loss of LLMs across training steps" (abstract)'
