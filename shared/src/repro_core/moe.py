@@ -354,7 +354,8 @@ def hash_token_expert_mask(vocab_size: int, num_experts: int, seed: int) -> torc
     drawn uniformly (not balanced), i.e. :func:`random_token_expert_mask` with one visible
     expert everywhere. With it a softmax router gives that expert weight exactly 1.0, so the
     output does not depend on the router weights. (The CartesianMoE code's "Hash" baseline is a
-    different thing: a random score table that replaces the logits, with top-2.)"""
+    different thing: a score table that replaces the logits, with top-2; see
+    :class:`TokenTableRouter`.)"""
     return random_token_expert_mask(torch.ones(vocab_size, dtype=torch.long), num_experts, seed)
 
 
