@@ -138,6 +138,19 @@ def test_several_baselines_compare_with_the_best_one():
     assert out["verdict"] == "contradicted"
 
 
+def test_a_baseline_without_runs_is_named_not_run_and_the_others_are_judged():
+    from repro_core.report import claims_table
+
+    values = {("m", ""): arm([2.0, 2.1, 2.05]), ("b", ""): arm([3.0, 3.1, 3.05])}
+    out = judge(claim(baseline=("b", "not_yet")), values, [""])
+    assert out["rows"][0]["baseline_arm"] == "b" and out["rows"][0]["not_run"] == ["not_yet"]
+    assert out["verdict"] == "reproduced"
+    results = {"claims": [out], "metrics": [{"key": "loss", "digits": 3}]}
+    assert "best of b/not_yet: b (not_yet: not run)" in claims_table(results)
+    everything_ran = judge(claim(baseline=("b",)), values, [""])
+    assert "not_run" not in everything_ran["rows"][0]
+
+
 def test_a_missing_arm_is_too_few_seeds():
     out = judge(claim(), {("m", ""): arm([1.0, 2.0, 3.0])}, [""])
     assert out["verdict"] == "too few seeds" and out["rows"][0]["missing_arms"] == ["b"]

@@ -14,6 +14,7 @@ from repro_core.modeling import count_parameters as count_model_parameters
 from repro_core.moe import (
     MASKED_LOGIT,
     MoEFeedForward,
+    TokenTableRouter,
     TopKRouter,
     count_block_parameters,
     expert_load,
@@ -434,3 +435,52 @@ def test_token_expert_mask_is_a_saved_non_trainable_buffer_and_needs_token_ids()
         moe(torch.randn(3, D))
     with pytest.raises(ValueError, match="num_experts"):
         TopKRouter(D, 5, 1, token_expert_mask=table)
+
+
+def test_token_table_router_routes_by_a_table_row_and_matches_a_per_token_loop():
+    """TokenTableRouter: logits = table[id] (no hidden state); the layer equals the loop
+    reference with the router's linear logits replaced by the table rows."""
+    vocab, e, k = 9, 5, 2
+    router = TokenTableRouter(vocab, e, k, seed=4, std=1.0)
+    moe = make_moe(e, k, router=router)  # .to(float64) casts the buffer too
+    ids = torch.randint(0, vocab, (3, 4), generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 4, D, dtype=torch.float64)
+    out, aux = moe(x, token_ids=ids)
+    # the per-token loop with each token's table row as its router logits
+    ref = torch.stack(
+        [
+            linear_router_reference(moe, token, router.table[token_id])
+            for token, token_id in zip(x.reshape(-1, D), ids.reshape(-1), strict=True)
+        ]
+    ).reshape(x.shape)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    # same id -> same experts
+    flat = ids.reshape(-1)
+    for token_id in flat.unique():
+        rows = aux.router.indices[flat == token_id]
+        assert (rows == rows[0]).all()
+    # one seed, one table (shared by every layer built with it); a buffer unless trainable
+    assert torch.equal(TokenTableRouter(vocab, e, k, seed=4, std=1.0).table, router.table.float())
+    assert [n for n, _ in router.named_parameters()] == [] and "table" in router.state_dict()
+    trained = TokenTableRouter(vocab, e, k, trainable=True)
+    assert [n for n, _ in trained.named_parameters()] == ["table"]
+    assert count_block_parameters(trained, activated=True) == e  # one row per token
+    with pytest.raises(ValueError, match="token_ids"):
+        moe(x)
+    with pytest.raises(ValueError, match="top_k"):
+        MoEFeedForward(D, e, 10, 3, router=TokenTableRouter(vocab, e, k))
+
+
+def linear_router_reference(moe, token, logits):
+    """One token of :func:`loop_reference` with the given router logits."""
+    experts, f = moe.experts, moe.experts.expert_hidden_size
+    scores = torch.exp(logits - logits.max())
+    scores = scores / scores.sum()
+    chosen = sorted(range(moe.num_experts), key=lambda e: -scores[e].item())[: moe.top_k]
+    total = sum(scores[e] for e in chosen)
+    out = torch.zeros_like(token)
+    for e in chosen:
+        gate = experts.gate_up_proj[e, :f] @ token
+        up = experts.gate_up_proj[e, f:] @ token
+        out = out + scores[e] / total * (experts.down_proj[e] @ (gate * torch.sigmoid(gate) * up))
+    return out

@@ -242,8 +242,9 @@ def expert_and_shared_parameters(block):
 @pytest.mark.parametrize("d,w,n", [(16, 32, 4), (64, 128, 8), (768, 3072, 16)])
 def test_baselines_have_equal_total_and_activated_parameters(d, w, n):
     unit = 3 * d * w  # one full-width SwiGLU FFN
+    vocab = 100
     with torch.device("meta"):
-        blocks = {v: build_ffn(v, d, w, n) for v in VARIANTS}
+        blocks = {v: build_ffn(v, d, w, n, vocab_size=vocab) for v in VARIANTS}
     router, coef, norm = n * d, 2 * d + 2, d
     extras = {  # everything that is not an expert parameter, listed explicitly
         "smoe_share": router + coef,
@@ -252,6 +253,7 @@ def test_baselines_have_equal_total_and_activated_parameters(d, w, n):
         "cartesian": 2 * router + 2 * coef + norm,
         "cartesian_no_shared": 2 * router + norm,
         "smoe_topp": router + coef,
+        "hash_share": coef,  # its (vocab, N) token table is a buffer by default ("fixed")
     }
     activated_units = {  # expert units per token
         "smoe_share": 3 * unit,
@@ -260,6 +262,7 @@ def test_baselines_have_equal_total_and_activated_parameters(d, w, n):
         "cartesian": 3 * unit,
         "cartesian_no_shared": 2 * unit,
         "smoe_topp": (n + 1) * unit,  # top-p: the cap, every routed expert + the shared one
+        "hash_share": 3 * unit,
     }
     for variant, block in blocks.items():
         routed, shared = expert_and_shared_parameters(block)
@@ -270,7 +273,10 @@ def test_baselines_have_equal_total_and_activated_parameters(d, w, n):
         assert activated == activated_units[variant] + extras[variant], variant
         assert block.num_activated_parameters() == activated, variant
     # The three parameter-matched variants split experts/shared identically.
-    splits = {v: expert_and_shared_parameters(blocks[v]) for v in ("smoe_share", "fine_grained")}
+    splits = {
+        v: expert_and_shared_parameters(blocks[v])
+        for v in ("smoe_share", "fine_grained", "hash_share")
+    }
     splits["cartesian"] = expert_and_shared_parameters(blocks["cartesian"])
     assert len(set(splits.values())) == 1
     assert splits["cartesian"] == (n * unit, unit)

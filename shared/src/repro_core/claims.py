@@ -311,9 +311,11 @@ def judge(
 
         best = (min if claim.lower_is_better else max)(candidates, key=mean_of)
         comp = compare(method, values[(best, setting)])
-        rows.append(
-            {"setting": setting, "baseline_arm": best, **comp, "verdict": verdict(claim, comp)}
-        )
+        row = {"setting": setting, "baseline_arm": best, **comp, "verdict": verdict(claim, comp)}
+        not_run = [b for b in claim.baselines if b not in candidates]
+        if not_run:  # judged against the baselines that ran; the report names the others
+            row["not_run"] = not_run
+        rows.append(row)
     out = asdict(claim)
     out["baseline"] = list(claim.baselines)
     out["settings"] = list(wanted)

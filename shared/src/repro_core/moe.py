@@ -8,7 +8,9 @@ One MoE feed-forward layer is ``y = mix(Σ_{i∈S(x)} w_i(x) · E_i(x), shared(x
   hold a fixed per-vocabulary-id mask table (``token_expert_mask``, built by
   :func:`random_token_expert_mask`), looked up by the input token ids with one gather: with one
   visible expert per id this is the Hash Layer (Roller et al., 2021); with a frequency-dependent
-  number of visible experts it is MaskMoE (Su et al., 2024).
+  number of visible experts it is MaskMoE (Su et al., 2024). :class:`TokenTableRouter` takes its
+  logits from a (V, E) per-token-id score table instead of ``W x`` (the CartesianMoE code's
+  top-2 Hash baseline), fixed (buffer) or trained (parameter).
 * :class:`SwiGLUExperts` holds ``E`` SwiGLU experts as stacked weights and runs each expert only
   on the rows routed to it (one sort, one gather, one matmul pair per expert, one scatter-add):
   dropless, no capacity, never every expert on every token.
@@ -129,14 +131,29 @@ class TopKRouter(nn.Module):
             renormalize = top_k > 1 and top_p is None
         self.renormalize = renormalize
         self.disable_top1 = False
-        self.weight = nn.Parameter(torch.empty(num_experts, hidden_size))
         self.register_buffer("token_expert_mask", None)
+        self.build_scorer(hidden_size)
         if token_expert_mask is not None:
             self.set_token_expert_mask(token_expert_mask)
         self.init_parameters(std=0.02)
 
+    def build_scorer(self, hidden_size: int) -> None:
+        """Create what :meth:`router_logits` reads: here the (E, D) linear weight. A subclass
+        with another logit source overrides both (see :class:`TokenTableRouter`)."""
+        self.weight = nn.Parameter(torch.empty(self.num_experts, hidden_size))
+
+    def router_logits(self, x: torch.Tensor, token_ids: torch.Tensor | None) -> torch.Tensor:
+        """(N, E) logits before any mask, in ``x.dtype`` (the routing dtype): ``W x``."""
+        return F.linear(x, self.weight.to(x.dtype))
+
     def init_parameters(self, std: float) -> None:
         nn.init.normal_(self.weight, std=std)
+
+    def _device(self) -> torch.device:
+        tensor = next(iter(self.parameters()), None)
+        if tensor is None:
+            tensor = next(t for t in self.buffers())
+        return tensor.device
 
     def set_token_expert_mask(self, table: torch.Tensor) -> None:
         """Install (or replace) the (V, E) per-token-id logit mask (a copy, as a buffer)."""
@@ -147,7 +164,7 @@ class TopKRouter(nn.Module):
             )
         if bool((table.max(-1).values < 0).any()):
             raise ValueError("token_expert_mask has a row with no visible (0) expert")
-        device = self.weight.device if self.weight.device.type != "meta" else table.device
+        device = self._device() if self._device().type != "meta" else table.device
         self.token_expert_mask = table.detach().to(device=device, dtype=torch.float32).clone()
 
     def token_logit_mask(self, token_ids: torch.Tensor | None) -> torch.Tensor:
@@ -173,7 +190,7 @@ class TopKRouter(nn.Module):
             logit_mask = table_mask if logit_mask is None else logit_mask + table_mask
         dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            logits = F.linear(x.to(dtype), self.weight.to(dtype))  # (N, E)
+            logits = self.router_logits(x.to(dtype), token_ids)  # (N, E)
             if logit_mask is not None:
                 logits = logits + logit_mask.to(dtype)
             if self.score_func == "softmax":
@@ -203,9 +220,97 @@ class TopKRouter(nn.Module):
         table = self.token_expert_mask
         table = "" if table is None else f", token_expert_mask={tuple(table.shape)}"
         return (
-            f"{self.weight.shape[1]} -> {self.num_experts}, top_k={self.top_k}{top_p}, "
+            f"{self.scorer_repr()} -> {self.num_experts}, top_k={self.top_k}{top_p}, "
             f"score_func={self.score_func}, renormalize={self.renormalize}{table}"
         )
+
+    def scorer_repr(self) -> str:
+        return str(self.weight.shape[1])
+
+
+class TokenTableRouter(TopKRouter):
+    """Router whose logits are a row of a (V, E) per-token-id score table, not a function of
+    the hidden state: ``logits = T[token_id]``, then softmax and top-k as :class:`TopKRouter`.
+
+    This is the "Hash Layer" baseline of the CartesianMoE code (an ``nn.Embedding(vocab, E)``
+    whose row replaces the router logits, top-2): a token's experts, and their weights, depend
+    only on its input id. (The classic one-expert Hash Layer is a ``token_expert_mask`` with one
+    visible expert instead, see :func:`hash_token_expert_mask`.)
+
+    Args:
+        vocab_size: V, rows of the table.
+        num_experts, top_k, score_func, renormalize, top_p: as :class:`TopKRouter`.
+        trainable: True: the table is an ``nn.Parameter`` (learned with the model, e.g. through
+            the load-balancing loss and the routing weights); False: a buffer (saved in the
+            state dict, never updated).
+        seed: the table is drawn N(0, std²) once, when the router is built, from a CPU
+            generator seeded with ``seed``, so routers built with one seed share one table (as
+            the single model-level table of the CartesianMoE code) and re-initialising a model
+            keeps it. None: drawn from the global RNG by :meth:`init_parameters`, as any weight.
+        std: standard deviation of the seeded draw (with ``seed=None``, the std handed to
+            :meth:`init_parameters` is used).
+
+    Attributes:
+        table: the (V, E) table (parameter or buffer). ``forward`` needs ``token_ids``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_experts: int,
+        top_k: int,
+        score_func: str = "softmax",
+        renormalize: bool | None = None,
+        top_p: float | None = None,
+        *,
+        trainable: bool = False,
+        seed: int | None = 0,
+        std: float = 0.02,
+    ):
+        if vocab_size < 1:
+            raise ValueError(f"vocab_size={vocab_size} must be >= 1 for a token-table router")
+        # plain attributes, read by build_scorer() inside TopKRouter.__init__
+        self.trainable = trainable
+        self.seed = seed
+        self.std = std
+        super().__init__(vocab_size, num_experts, top_k, score_func, renormalize, top_p)
+
+    def build_scorer(self, vocab_size: int) -> None:
+        if self.seed is None:
+            table = torch.empty(vocab_size, self.num_experts)
+        else:  # on the CPU even inside a meta-device context (HF from_pretrained)
+            generator = torch.Generator().manual_seed(int(self.seed))
+            table = torch.randn(
+                vocab_size, self.num_experts, generator=generator, device="cpu"
+            ) * float(self.std)
+        if self.trainable:
+            self.table = nn.Parameter(table)
+        else:
+            self.register_buffer("table", table)
+
+    def init_parameters(self, std: float) -> None:
+        """Seeded tables are drawn at construction; otherwise N(0, std²) (guarded by
+        transformers against overwriting a table loaded from a checkpoint)."""
+        if self.seed is None:
+            with torch.no_grad():
+                nn.init.normal_(self.table, std=std)
+
+    def router_logits(self, x: torch.Tensor, token_ids: torch.Tensor | None) -> torch.Tensor:
+        """``T[token_ids]`` (N, E) in ``x.dtype``: one gather, no loop over tokens."""
+        if token_ids is None:
+            raise ValueError(
+                "a token-table router (Hash baseline) routes by input id: pass token_ids=..., "
+                "e.g. call the model with input_ids, not inputs_embeds"
+            )
+        return self.table.index_select(0, token_ids.reshape(-1)).to(x.dtype)
+
+    def num_activated_parameters(self) -> int:
+        """One row of the table per token (trainable), else nothing."""
+        return self.num_experts if self.trainable else 0
+
+    def scorer_repr(self) -> str:
+        kind = "trainable" if self.trainable else "fixed"
+        return f"token table {tuple(self.table.shape)} ({kind}, seed={self.seed})"
 
 
 def random_token_expert_mask(
@@ -249,7 +354,8 @@ def hash_token_expert_mask(vocab_size: int, num_experts: int, seed: int) -> torc
     drawn uniformly (not balanced), i.e. :func:`random_token_expert_mask` with one visible
     expert everywhere. With it a softmax router gives that expert weight exactly 1.0, so the
     output does not depend on the router weights. (The CartesianMoE code's "Hash" baseline is a
-    different thing: a random score table that replaces the logits, with top-2.)"""
+    different thing: a score table that replaces the logits, with top-2; see
+    :class:`TokenTableRouter`.)"""
     return random_token_expert_mask(torch.ones(vocab_size, dtype=torch.long), num_experts, seed)
 
 
@@ -492,6 +598,10 @@ class MoEFeedForward(nn.Module):
         init_std: std of the normal initialisation of router and expert weights.
         token_expert_mask: (V, E) per-token-id logit mask of the router (Hash Layer, MaskMoE;
             see :class:`TopKRouter`); ``forward`` then needs ``token_ids``.
+        router: a router built by the caller, used instead of the linear :class:`TopKRouter`
+            (e.g. a :class:`TokenTableRouter`); it must route over ``num_experts`` with
+            ``top_k``, and ``score_func``, ``renormalize``, ``top_p`` and
+            ``token_expert_mask`` are then the router's own.
 
     Submodules: ``router`` (:class:`TopKRouter`), ``experts`` (:class:`SwiGLUExperts`),
     ``shared_expert`` (core ``SwiGLUMLP``) and ``coefficient`` (Linear(D, 2)) when used.
@@ -512,6 +622,7 @@ class MoEFeedForward(nn.Module):
         shared_mix: str = "add",
         init_std: float = 0.02,
         token_expert_mask: torch.Tensor | None = None,
+        router: TopKRouter | None = None,
     ):
         super().__init__()
         if shared_mix not in SHARED_MIXES:
@@ -525,9 +636,16 @@ class MoEFeedForward(nn.Module):
         self.top_k = top_k
         self.shared_expert_scale = shared_expert_scale
         self.shared_mix = shared_mix
-        self.router = TopKRouter(
-            hidden_size, num_experts, top_k, score_func, renormalize, top_p, token_expert_mask
-        )
+        if router is None:
+            router = TopKRouter(
+                hidden_size, num_experts, top_k, score_func, renormalize, top_p, token_expert_mask
+            )
+        elif (router.num_experts, router.top_k) != (num_experts, top_k):
+            raise ValueError(
+                f"router routes over {router.num_experts} experts with top_k={router.top_k}; "
+                f"this layer has num_experts={num_experts}, top_k={top_k}"
+            )
+        self.router = router
         self.experts = SwiGLUExperts(num_experts, hidden_size, expert_hidden_size)
         self.shared_expert = None
         self.coefficient = None
@@ -606,10 +724,18 @@ class MoEFeedForward(nn.Module):
     def num_activated_parameters(self) -> int:
         """Parameters one token uses: router, shared expert, mixing layer, k routed experts
         (with top-p routing k varies per token: this is the most, at ``top_k``; the mean is
-        measured by :func:`expert_load`)."""
+        measured by :func:`expert_load`). A router that defines ``num_activated_parameters``
+        (a token table: one row per token) is counted by it."""
         routed = sum(p.numel() for p in self.experts.parameters())
+        router = sum(p.numel() for p in self.router.parameters())
         total = sum(p.numel() for p in self.parameters())
-        return total - routed + routed * self.top_k // self.num_experts
+        return (
+            total
+            - routed
+            - router
+            + count_block_parameters(self.router, activated=True)
+            + routed * self.top_k // self.num_experts
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,6 +776,7 @@ __all__ = [
     "SHARED_MIXES",
     "RouterOutput",
     "TopKRouter",
+    "TokenTableRouter",
     "random_token_expert_mask",
     "hash_token_expert_mask",
     "SwiGLUExperts",

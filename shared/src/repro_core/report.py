@@ -149,6 +149,8 @@ def claims_table(results: dict) -> str:
             base = row["baseline_arm"]
             if len(c["baseline"]) > 1:
                 base = f"best of {'/'.join(c['baseline'])}: {base}"
+            if row.get("not_run"):
+                base += f" ({', '.join(row['not_run'])}: not run)"
             lines.append(
                 f"| {c['text']} | {metric} | {setting} | {c['method']} | {base} | {ms} | {bs} | "
                 f"{diff} | {p} | {test} | {row['verdict']} |"

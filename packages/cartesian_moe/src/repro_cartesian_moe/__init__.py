@@ -11,6 +11,7 @@ from repro_core import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "HASH_TABLES": ".config",
     "MODEL_VARIANTS": ".config",
     "VARIANTS": ".config",
     "CartesianMoEConfig": ".modeling",

@@ -21,6 +21,8 @@ from repro_core.moe import swiglu_mlp
 
 from repro_cartesian_moe.layers import VARIANTS, build_ffn, run_ffn
 
+BENCH_VOCAB = 2048  # ids of the hash_share block's token table (the tiny preset's vocabulary)
+
 
 @contextlib.contextmanager
 def intra_op_threads(num_threads: int | None):
@@ -49,15 +51,19 @@ def ffn_step_functions(
 
     Keys: "dense" (SwiGLU of width 3W: the activated expert width of the parameter-matched MoE
     blocks) and each of ``variants``. The MoE blocks add 0.01 x their load-balancing losses to
-    the output, as in training.
+    the output, as in training. ``hash_share`` routes by random token ids of a
+    :data:`BENCH_VOCAB`-id vocabulary.
     """
     torch.manual_seed(seed)
     blocks = {"dense": swiglu_mlp(hidden_size, 3 * dense_hidden_size)}
     for variant in variants:
-        blocks[variant] = build_ffn(variant, hidden_size, dense_hidden_size, num_experts)
+        blocks[variant] = build_ffn(
+            variant, hidden_size, dense_hidden_size, num_experts, vocab_size=BENCH_VOCAB
+        )
     blocks = {name: block.to(device=device, dtype=dtype) for name, block in blocks.items()}
     h = torch.randn(batch_size, seq_len, hidden_size, device=device, dtype=dtype)
     x = h.clone().requires_grad_(True)
+    ids = torch.randint(0, BENCH_VOCAB, (batch_size, seq_len), device=device)
 
     def make_step(name: str) -> Callable[[], None]:
         block = blocks[name]
@@ -68,7 +74,7 @@ def ffn_step_functions(
             if name == "dense":
                 out = h + block(x)
             else:
-                delta, auxes = run_ffn(block, x, h)
+                delta, auxes = run_ffn(block, x, h, token_ids=ids)
                 out = h + delta + 0.01 * sum(a.load_balancing_loss for a in auxes)
             out.float().pow(2).mean().backward()
             if device != "cpu":

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from repro_core.config import SHARED_MIXES, ModelConfig, check, resolve_base
 
 # Table 1 variants; "cartesian_no_shared" is the Table 3 ablation (not parameter-matched).
+# "hash_share" is Table 1's Hash Layer as the official code builds it (spec §1.7: a per-token-id
+# score table replaces the router logits, top-2, + shared expert).
 # layers.py and modeling.py validate against the same tuples.
 VARIANTS = (
     "smoe_share",
@@ -15,8 +17,13 @@ VARIANTS = (
     "cartesian",
     "cartesian_no_shared",
     "smoe_topp",
+    "hash_share",
 )
 MODEL_VARIANTS = ("dense", *VARIANTS)
+# hash_share's token table: "fixed" (a buffer, never updated; the default: a Hash Layer routes
+# by a fixed function of the token id) or "trained" (a parameter). The official code's table is
+# an nn.Embedding; whether it was frozen is not visible there (spec §1.7, [I]).
+HASH_TABLES = ("fixed", "trained")
 
 
 @dataclass
@@ -31,6 +38,11 @@ class CartesianMoEModelConfig(ModelConfig):
     and the dense layers' MLPs are copied; the MoE layers start from their initialisation and
     that layer's dense MLP weights are dropped). The shape fields of this section are then taken
     from the checkpoint.
+
+    ``hash_table`` / ``hash_table_seed`` (variant ``hash_share`` only): whether its per-token-id
+    score table is "fixed" (default) or "trained" (unverified, spec §1.7), and the seed of its
+    N(0, initializer_range²) draw (one table, the same in every MoE layer, as the official
+    code's single model-level table).
     """
 
     variant: str = "cartesian"
@@ -39,6 +51,8 @@ class CartesianMoEModelConfig(ModelConfig):
     shared_mix: str = "coef"
     load_balancing_coef: float = 0.01
     z_loss_coef: float = 0.0
+    hash_table: str = "fixed"
+    hash_table_seed: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +82,12 @@ class CartesianMoEModelConfig(ModelConfig):
             ">= 0",
         )
         check(self.z_loss_coef >= 0, "model.z_loss_coef", self.z_loss_coef, ">= 0")
+        check(
+            self.hash_table in HASH_TABLES,
+            "model.hash_table",
+            self.hash_table,
+            f"one of {list(HASH_TABLES)} (hash_share's per-token-id score table)",
+        )
         w, n = self.intermediate_size, self.num_experts
         check(w % 2 == 0, "model.intermediate_size", w, "an even integer (half-width experts)")
         if self.variant == "smoe_top3":
@@ -86,6 +106,8 @@ class CartesianMoEModelConfig(ModelConfig):
             shared_mix=self.shared_mix,
             load_balancing_coef=self.load_balancing_coef,
             z_loss_coef=self.z_loss_coef,
+            hash_table=self.hash_table,
+            hash_table_seed=self.hash_table_seed,
         )
 
     def build(self, vocab_size: int, max_position_embeddings: int):
@@ -108,4 +130,4 @@ class CartesianMoEModelConfig(ModelConfig):
         return CartesianMoEForCausalLM(CartesianMoEConfig(**kwargs))
 
 
-__all__ = ["MODEL_VARIANTS", "VARIANTS", "CartesianMoEModelConfig"]
+__all__ = ["HASH_TABLES", "MODEL_VARIANTS", "VARIANTS", "CartesianMoEModelConfig"]

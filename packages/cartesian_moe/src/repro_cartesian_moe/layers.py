@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import torch
 from repro_core.layers import RMSNorm
-from repro_core.moe import MoEAux, MoEFeedForward, count_block_parameters
+from repro_core.moe import MoEAux, MoEFeedForward, TokenTableRouter, count_block_parameters
 from torch import nn
 
-from repro_cartesian_moe.config import VARIANTS
+from repro_cartesian_moe.config import HASH_TABLES, VARIANTS
 
 TOP_P = 0.4  # TopP baseline threshold (paper Table 1 and the official code, spec §1.7)
 
@@ -130,6 +130,9 @@ def build_ffn(
     shared_mix: str = "coef",
     rms_norm_eps: float = 1e-6,
     init_std: float = 0.02,
+    vocab_size: int = 0,
+    hash_table: str = "fixed",
+    hash_table_seed: int = 0,
 ) -> nn.Module:
     """One MoE FFN block of the paper's Table 1 at equal parameters (spec §1.4).
 
@@ -145,7 +148,15 @@ def build_ffn(
     cartesian            A: N x W/2, B: N x W/2           2+2   W/2 in A + W/2 in B, coef mix
     cartesian_no_shared  A: N x W/2, B: N x W/2           2+2   none (Table 3 ablation)
     smoe_topp            N x W                            p=.4  W, coef mix (TopP baseline)
+    hash_share           N x W                            2     W, coef mix (Hash Layer)
     ==================== ================================ ===== ==============================
+
+    ``hash_share`` is SMoE-Share whose router logits are a row of a (vocab_size, N) per-token-id
+    score table (:class:`~repro_core.moe.TokenTableRouter`) instead of ``W_router x``: the Hash
+    Layer baseline of the official code (spec §1.7). Its "router" is then V·N table entries
+    instead of N·D weights; ``hash_table`` = "fixed" keeps them in a buffer (not parameters),
+    "trained" makes them parameters (one row, N, activated per token). The table is drawn
+    N(0, init_std²) from ``hash_table_seed``, so every MoE layer gets the same one.
 
     ``smoe_topp`` keeps experts until their probabilities sum to 0.4 (:data:`TOP_P`, the
     crossing one included): its activated parameters vary per token (at most all N).
@@ -165,6 +176,18 @@ def build_ffn(
     if variant == "smoe_share":
         return MoEFeedForward(
             d, n, w, 2, shared_expert_hidden_size=w, shared_mix=shared_mix, **common
+        )
+    if variant == "hash_share":
+        if vocab_size < 1 or hash_table not in HASH_TABLES:
+            raise ValueError(
+                f"hash_share needs vocab_size >= 1 (got {vocab_size}) and hash_table in "
+                f"{HASH_TABLES} (got {hash_table!r})"
+            )
+        router = TokenTableRouter(
+            vocab_size, n, 2, trainable=hash_table == "trained", seed=hash_table_seed, std=init_std
+        )
+        return MoEFeedForward(
+            d, n, w, 2, shared_expert_hidden_size=w, shared_mix=shared_mix, router=router, **common
         )
     if variant == "smoe_topp":
         # SMoE-Share with dynamic routing: 1..N experts per token (raw probabilities as weights)
@@ -208,11 +231,13 @@ def run_ffn(
     hidden_states: torch.Tensor,
     residual: torch.Tensor,
     token_mask: torch.Tensor | None = None,
+    token_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[MoEAux]]:
-    """Call any :func:`build_ffn` block the same way: returns ``(out - h, [aux per router])``."""
+    """Call any :func:`build_ffn` block the same way: returns ``(out - h, [aux per router])``.
+    ``token_ids`` (B, T): the input ids, which the ``hash_share`` router routes by."""
     if isinstance(block, CartesianMoEFFN):
         return block(hidden_states, residual, token_mask=token_mask)
-    out, aux = block(hidden_states, token_mask=token_mask)
+    out, aux = block(hidden_states, token_mask=token_mask, token_ids=token_ids)
     return out, [aux]
 
 

@@ -15,6 +15,12 @@ that reproduces the paper's parameter counts, spec §1.4) and a dense SwiGLU of 
       (5) b   = c_B0 · Σ_{j∈S_B} w_B,j FFN^B_j(v) + c_B1 · FFN^B_shared(v)
       (6) out = y + b                                # residual around sub-layer B
 
+* ``hash_share``: the Hash Layer baseline of the official code (spec §1.7), SMoE-Share whose
+  router logits are a row of a (vocab, N) per-token-id score table instead of ``W_router u``::
+
+      (7) p = softmax(T_hash[x_t]),  S = TopK(p, 2),  w = p[S] / Σ p[S]   # x_t: input id
+
+  so a token's two experts and their weights depend on its id only (fixed or trained table).
 * ``smoe_share`` (top-2 of N x W + shared W), ``smoe_top3`` (top-3 of N x W(N+1)/N),
   ``fine_grained`` (top-4 of 2N x W/2 + shared 2 x W/2 averaged), ``cartesian_no_shared``
   (Table 3 ablation, fewer parameters) and ``dense`` (every layer a width-W SwiGLU: the paper's
@@ -34,7 +40,7 @@ from repro_core.moe import TopKRouter, report_aux
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from repro_cartesian_moe.config import MODEL_VARIANTS, CartesianMoEModelConfig
+from repro_cartesian_moe.config import HASH_TABLES, MODEL_VARIANTS, CartesianMoEModelConfig
 from repro_cartesian_moe.layers import CartesianMoEFFN, build_ffn, run_ffn
 
 
@@ -52,6 +58,9 @@ class CartesianMoEConfig(DecoderConfig):
             official code) or "add" (plain sum, the paper prose).
         load_balancing_coef: weight of each router's Switch load-balancing loss (0.01).
         z_loss_coef: weight of each router's z-loss (0 = off).
+        hash_table: ``hash_share`` only: its per-token-id score table is "fixed" (a buffer) or
+            "trained" (a parameter); unverified, spec §1.7.
+        hash_table_seed: seed of that table's draw (the same table in every MoE layer).
     """
 
     model_type = "repro_cartesian_moe"
@@ -65,12 +74,16 @@ class CartesianMoEConfig(DecoderConfig):
         shared_mix: str = "coef",
         load_balancing_coef: float = 0.01,
         z_loss_coef: float = 0.0,
+        hash_table: str = "fixed",
+        hash_table_seed: int = 0,
         **kwargs,
     ):
         if moe_variant not in MODEL_VARIANTS:
             raise ValueError(f"moe_variant={moe_variant!r}; allowed: {MODEL_VARIANTS}")
         if shared_mix not in SHARED_MIXES:
             raise ValueError(f"shared_mix={shared_mix!r}; allowed: {SHARED_MIXES}")
+        if hash_table not in HASH_TABLES:
+            raise ValueError(f"hash_table={hash_table!r}; allowed: {HASH_TABLES}")
         if num_experts < 1 or moe_layer_interval < 1:
             raise ValueError(
                 f"num_experts={num_experts} and moe_layer_interval={moe_layer_interval} "
@@ -83,6 +96,8 @@ class CartesianMoEConfig(DecoderConfig):
         self.shared_mix = shared_mix
         self.load_balancing_coef = load_balancing_coef
         self.z_loss_coef = z_loss_coef
+        self.hash_table = hash_table
+        self.hash_table_seed = hash_table_seed
         super().__init__(**kwargs)
 
     def is_moe_layer(self, layer_idx: int) -> bool:
@@ -109,6 +124,9 @@ class MoELayer(nn.Module):
             shared_mix=config.shared_mix,
             rms_norm_eps=config.rms_norm_eps,
             init_std=config.initializer_range,
+            vocab_size=config.vocab_size,
+            hash_table=config.hash_table,
+            hash_table_seed=config.hash_table_seed,
         )
         # (routers, E) assignment counts while expert-load recording is on (see record_expert_load)
         self.load_counts: list[torch.Tensor] | None = None
@@ -121,7 +139,8 @@ class MoELayer(nn.Module):
         if state.attention_mask is not None and not bool(state.attention_mask.all()):
             token_mask = state.attention_mask[:, -hidden_states.shape[1] :].bool()  # (B, T)
         # Cartesian: eqs. (1)-(6) in CartesianMoEFFN.forward; baselines: one MoE layer.
-        delta, auxes = run_ffn(self.ffn, hidden_states, residual, token_mask)
+        # hash_share routes by the input ids (B, T): logits = T_hash[x_t], eq. (7).
+        delta, auxes = run_ffn(self.ffn, hidden_states, residual, token_mask, state.input_ids)
         for aux in auxes:  # one per router: 2 for Cartesian, 1 otherwise
             report_aux(state, aux, self.load_balancing_coef, self.z_loss_coef)
         if self.load_counts is not None:
