@@ -93,6 +93,9 @@ def test_a_curve_that_never_flattens_is_not_reached(tmp_path, capsys):
     assert code == 0
     assert out.splitlines()[0].startswith("budget: not reached")
     assert "train longer" in out.splitlines()[0]
+    # 2048 tokens/step at 1000 tokens/s; 4 runs on 2 workers = 2 waves: 5400 / 4.096 = 1318
+    code, out, _ = run_cli([str(run), "--arms", "2", "--seeds", "2"], capsys)
+    assert "fits 1318 steps in 90 minutes (2.048 s/step)" in out.splitlines()[0]
 
 
 def test_a_temporary_flat_stretch_is_not_the_budget_but_is_reported():

@@ -210,6 +210,12 @@ def report(run: Run, found: dict, runs: int, jobs: int, max_minutes: float) -> l
             f"budget: not reached: {rule} at no eval point up to step {found['last_judged']} "
             f"(the last with a full window); train longer"
         )
+        if run.seconds_per_step:
+            t = grid_time(run.total_steps, run.seconds_per_step, runs, jobs, max_minutes)
+            answer += (
+                f"; a grid of {runs} runs on {jobs} worker(s) fits {t['fit_steps']} steps in "
+                f"{max_minutes:g} minutes ({run.seconds_per_step:.3f} s/step)"
+            )
     else:
         answer = f"budget: {budget} steps ({rule} from step {budget} on"
         if found["first_crossing"] != budget:
