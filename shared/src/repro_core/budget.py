@@ -37,16 +37,19 @@ Wall time: seconds per step = tokens per step (``tokens_seen`` / ``step`` of the
 over the median of the logged ``tokens_per_second`` (training time only: evaluation pauses and
 process start-up are excluded), measured in the budget run's own process. A grid of ``arms`` x
 ``seeds`` runs on ``jobs`` parallel single-thread workers takes ceil(runs / jobs) waves of one run
-each, so its training time is waves x budget x seconds per step. ``--max-minutes`` (90) also gives
-the largest budget such a grid fits in, and the recommendation is the smaller of the two, naming
-which one it is. No torch here.
+each, so its training time is waves x budget x seconds per step, at the baseline's speed (an arm
+slower per step than the baseline, such as an MoE arm, makes the real grid longer).
+``--max-minutes`` (90) also gives the largest budget such a grid fits in, and the recommendation is
+the smaller of the two, naming which one it is. No torch here.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--max-minutes must be positive, got {args.max_minutes}")
     run = read_run(args.run_dir)
     found = find_budget(run.steps, run.losses, run.total_steps, args.threshold, args.window)
-    print("\n".join(report(run, found, args.arms * args.seeds, args.jobs, args.max_minutes)))
+    try:
+        print("\n".join(report(run, found, args.arms * args.seeds, args.jobs, args.max_minutes)))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `repro-budget RUN | head -1`: the reader wanted the answer only
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -298,6 +305,4 @@ __all__ = ["Run", "find_budget", "grid_time", "main", "read_run", "windows"]
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())
