@@ -57,6 +57,45 @@ reproduce-%: setup ## run a package's experiment grid: make reproduce-finedeep [
 	@test -d packages/$* || { echo "no package packages/$*; available: $(SLUGS)"; exit 2; }
 	$(RUN) python -m repro_$*.reproduce --preset $(PRESET) --jobs $(JOBS)
 
+# make budget-<slug>: train the package's baseline arm at the tiny preset's shape for STEPS steps
+# (constant lr after warm-up, val loss every EVAL_EVERY), then `repro-budget` says from which step
+# the val loss improves < 1% per 10% of the steps and how long the grid takes there (its trained
+# arms x BUDGET_SEEDS runs on BUDGET_JOBS workers, capped at 90 minutes). A finished run in
+# BUDGET_DIR/<slug> is measured again, a partial one resumed from its checkpoint, nothing replaced.
+STEPS ?= 3000
+EVAL_EVERY ?= 100
+SAVE_EVERY ?= 250
+BUDGET_DIR ?= runs/budget
+BUDGET_SEEDS ?= 3
+BUDGET_JOBS ?= 2
+BUDGET_SET ?= train.min_lr_ratio=1.0
+BUDGET_SLUGS := finedeep cartesian_moe scaffold_bpe
+budget_train_finedeep := repro-finedeep-train
+budget_arm_finedeep := model.variant=dense
+budget_train_cartesian_moe := repro-cartesian-moe-train
+budget_arm_cartesian_moe := model.variant=dense
+budget_train_scaffold_bpe := repro-scaffold-bpe-lm-train
+budget_arm_scaffold_bpe := data.tokenizer=plain-bpe:4096
+budget_arms_prefix_scaffold_bpe := lm-
+
+budget-%: setup ## a tiny grid's step budget from one long baseline run: make budget-finedeep [STEPS=3000]
+	@test -n "$(budget_train_$*)" || { echo "error: no budget baseline for '$*'; available: $(BUDGET_SLUGS)"; exit 2; }
+	@dir=$(BUDGET_DIR)/$*; flags=; \
+	if [ -f $$dir/results.json ]; then \
+	  echo "make budget-$*: $$dir holds a finished run; measuring it (remove it to train again)"; \
+	else \
+	  if [ -n "$$(ls -A $$dir 2>/dev/null)" ]; then \
+	    if compgen -G "$$dir/checkpoints/step-*" >/dev/null; then flags=--resume; \
+	    else echo "error: $$dir holds a partial run with no checkpoint to resume: remove it or set BUDGET_DIR"; exit 2; fi; \
+	  fi; \
+	  OMP_NUM_THREADS=1 nice -n 10 $(RUN) $(budget_train_$*) --preset tiny --run-dir $$dir $$flags \
+	    --set $(budget_arm_$*) --set train.max_steps=$(STEPS) --set train.eval_every=$(EVAL_EVERY) \
+	    --set train.save_every=$(SAVE_EVERY) --set train.progress=true $(foreach kv,$(BUDGET_SET),--set $(kv)) || exit $$?; \
+	fi; \
+	arms=$$($(RUN) python -c "from repro_$*.reproduce import GRID; \
+	  print(sum(len(a.settings or GRID.settings) for a in GRID.arms if a.name.startswith('$(budget_arms_prefix_$*)')))") || exit $$?; \
+	$(RUN) repro-budget $$dir --arms $$arms --seeds $(BUDGET_SEEDS) --jobs $(BUDGET_JOBS)
+
 reproduce-all: setup ## every package's reproduce-<slug> in turn
 	@for s in $(SLUGS); do $(MAKE) --no-print-directory reproduce-$$s PRESET=$(PRESET) JOBS=$(JOBS) || exit $$?; done
 
