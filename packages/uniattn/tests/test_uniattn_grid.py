@@ -28,7 +28,10 @@ def optimizer_steps(cfg) -> int:
 
 def test_new_arms_carry_their_switches():
     assert arm_config("uniattn-lsq-official").model.compensation_init == "lsq_official"
-    assert arm_config("uniattn").model.compensation_init == "lsq_tokens"
+    for preset in ("debug", "tiny", "paper"):  # arm B is the all-token ridge at every preset
+        for arm in (*rp.UNIATTN, "uniattn-official-budget", rp.UNTRAINED):
+            assert arm_config(arm, preset).model.compensation_init == "lsq_tokens", (arm, preset)
+        assert arm_config("uniattn-lsq-official", preset).model.compensation_init == "lsq_official"
     ft = {a: arm_config(a) for a in rp.FINETUNE}
     assert [c.train.lr for c in ft.values()] == [1e-3, 1e-4, 1e-5]
     assert all(c.model.variant == "base" and not c.model.runs_stage1 for c in ft.values())
@@ -128,6 +131,8 @@ def test_derived_headline_arm_is_uniattn_at_the_best_finetuning_lr():
     assert row["baseline_arm"] == "finetune-lr1e-4" and row["test"] == "paired"
     assert row["diff"] == pytest.approx(0.01) == row["ci_low"]
     assert judged["verdict"] == "reproduced"  # the CI [0.01, 0.01] is inside +-0.03
+    text = "\n".join(rp.sections({**results, "derived": derived}))
+    assert "`finetune-lr1e-4`" in text and "`uniattn-lr1e-4`" in text
 
 
 def test_derived_headline_arm_is_absent_without_its_runs():
