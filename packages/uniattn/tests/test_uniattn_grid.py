@@ -79,6 +79,11 @@ def test_split_budget_with_no_stage2_step_is_a_config_error():
     assert extra.stage_steps(500) == (500, 500)
     one_stage = UniAttnModelConfig(variant="cla", stage1_steps=500, stage1_budget="split")
     assert one_stage.stage_steps(500) == (0, 500)  # no W_c: stage 1 is skipped, nothing split
+    from repro_core.config import TrainConfig
+
+    split = UniAttnModelConfig(variant="uniattn", stage1_steps=20, stage1_budget="split")
+    stage2 = split.stage2_train(TrainConfig(max_steps=30, warmup_steps=25, lr=1e-3))
+    assert (stage2.max_steps, stage2.warmup_steps, stage2.lr) == (10, 10, 1e-3)
     with pytest.raises(ConfigError, match=r"model.stage1_budget='half' .*extra \| split"):
         UniAttnModelConfig(stage1_budget="half")
 

@@ -101,6 +101,18 @@ class UniAttnModelConfig(ModelConfig):
         )
         return self.stage1_steps, max_steps - self.stage1_steps
 
+    def stage2_train(self, train):
+        """The ``train`` section of stage 2 (the whole run for one-stage variants): the same
+        schedule over the steps :meth:`stage_steps` gives it, warmup capped by them."""
+        import dataclasses
+
+        steps = self.stage_steps(train.max_steps)[1]
+        if steps == train.max_steps:
+            return train
+        return dataclasses.replace(
+            train, max_steps=steps, warmup_steps=min(train.warmup_steps, steps)
+        )
+
     def uniattn_kwargs(self) -> dict:
         return dict(
             group_size=self.group_size,

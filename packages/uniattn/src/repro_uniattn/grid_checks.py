@@ -16,8 +16,8 @@ from repro_core.experiment import ExperimentError, make_spec, run_dir
 
 from .config import UniAttnModelConfig
 
-# train keys a finished run must share with the grid's config (max_steps: see stage-2 steps)
-TRAIN_KEYS = ("lr", "batch_size", "min_lr_ratio", "warmup_steps", "weight_decay")
+# train keys a finished run must share with the grid's config (its stage-2 trainer's)
+TRAIN_KEYS = ("max_steps", "lr", "batch_size", "min_lr_ratio", "warmup_steps", "weight_decay")
 
 
 def load_arm_config(preset: str, overrides):
@@ -31,9 +31,8 @@ def trained_config(cfg) -> dict:
     """What a run of ``cfg`` records in its ``config.yaml`` (the stage-2 trainer's config, or the
     converted-only arm's own): model fields but ``init_from``, the train keys, stage-2 steps."""
     model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "init_from"}
-    train = {k: getattr(cfg.train, k) for k in TRAIN_KEYS}
-    train["max_steps"] = cfg.model.stage_steps(cfg.train.max_steps)[1]
-    return {"model": model, "train": train}
+    stage2 = cfg.model.stage2_train(cfg.train)
+    return {"model": model, "train": {k: getattr(stage2, k) for k in TRAIN_KEYS}}
 
 
 def config_differences(saved: dict, expected: dict) -> list[str]:

@@ -78,7 +78,7 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
         cfg, data=dataclasses.replace(cfg.data, corpus=resolve_task_corpus(cfg.data.corpus))
     )
     m = cfg.model
-    stage1_steps, stage2_steps = m.stage_steps(cfg.train.max_steps)  # ConfigError before any work
+    stage1_steps, _ = m.stage_steps(cfg.train.max_steps)  # ConfigError before any work
     tokenizer = run_tokenizer(cfg)
     run_dir = Path(run_dir)
     if m.stage1_steps and not m.runs_stage1:
@@ -117,14 +117,7 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
         model = UniAttnForCausalLM.from_pretrained(stage1_dir / "final").train()
     else:
         model = build_model(cfg, tokenizer)
-    if stage2_steps != cfg.train.max_steps:  # stage1_budget=split: the same schedule, shorter
-        t = cfg.train
-        cfg = dataclasses.replace(
-            cfg,
-            train=dataclasses.replace(
-                t, max_steps=stage2_steps, warmup_steps=min(t.warmup_steps, stage2_steps)
-            ),
-        )
+    cfg = dataclasses.replace(cfg, train=m.stage2_train(cfg.train))  # split: fewer steps
     trainer = Trainer(
         cfg, run_dir, model=model, tokenizer=tokenizer, resume=resume, overwrite=overwrite
     )
