@@ -284,6 +284,49 @@ def test_least_squares_fit_runs_the_base_once_and_matches_a_direct_solve():
             comp.weight.copy_(fitted)
 
 
+def record_layer(m, layer, calib):
+    """u_l (attention input) and y_l = x_l + a_l of one layer, in fp64, over ``calib``."""
+    out = {}
+    block = m.model.layers[layer]
+    hooks = [
+        block.register_forward_pre_hook(lambda mod, args: out.update(x=args[0])),
+        block.self_attn.register_forward_hook(lambda mod, args, o: out.update(u=args[0], a=o)),
+    ]
+    with torch.no_grad():
+        m(input_ids=calib)
+    for h in hooks:
+        h.remove()
+    return out["u"].double(), (out["x"] + out["a"]).double()
+
+
+@pytest.mark.parametrize("length", [12, 48])  # T < D (exact interpolant) and T > D (least squares)
+def test_official_estimator_is_the_pinv_of_position_wise_sample_means(length):
+    """lsq_official (spec §1.3): W = pinv(mean_n B) mean_n A over the calibration samples, per
+    position, sequentially in layer order; the reference is written out with numpy's SVD."""
+    import numpy as np
+
+    base = base_model(seed=5)
+    model = convert_checkpoint(base, 2, 0, 6)  # reusing layers 1, 3, 5
+    calib = torch.randint(0, 64, (16, length), generator=torch.Generator().manual_seed(7))
+    fit_compensation(model, base, calib, method="lsq_official", batch_size=8)
+    for layer in sorted(model.config.reusing_layers()):
+        comp = model.model.layers[layer].self_attn.compensation
+        fitted = comp.weight.detach().clone()
+        with torch.no_grad():
+            comp.weight.zero_()  # later W_c do not reach `layer`; earlier ones stay fitted
+        _, y_base = record_layer(base, layer, calib)
+        u, y_cur = record_layer(model, layer, calib)
+        a_mean = (y_base - y_cur).numpy().mean(axis=0)  # (T, D) position-wise sample means
+        b_mean = u.numpy().mean(axis=0)
+        U, S, Vt = np.linalg.svd(b_mean, full_matrices=False)
+        keep = S > 1e-10
+        pinv = Vt[keep].T @ np.diag(1.0 / S[keep]) @ U[:, keep].T  # (D, T)
+        expected = torch.from_numpy(pinv @ a_mean).T  # nn.Linear layout (out, in)
+        torch.testing.assert_close(fitted.double(), expected, rtol=1e-4, atol=1e-5)
+        with torch.no_grad():
+            comp.weight.copy_(fitted)
+
+
 def test_zero_init_and_save_load_generate(tmp_path):
     base = base_model()
     model = with_random_compensation(convert_checkpoint(base, 2, 2, 6))

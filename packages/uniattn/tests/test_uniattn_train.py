@@ -144,10 +144,10 @@ def test_checkpoint_registry_lists_exactly_the_finished_seed0_models(tmp_path, m
     root = tmp_path / "uniattn" / "tiny"
     (root / "cla" / "seed0" / "final").mkdir(parents=True)
     (root / "cla" / "seed0" / "final" / "config.json").write_text("{}")
-    (root / "finetune" / "seed1" / "final").mkdir(parents=True)  # another seed: not listed
-    (root / "finetune" / "seed1" / "final" / "config.json").write_text("{}")
+    (root / "finetune-lr1e-3" / "seed1" / "final").mkdir(parents=True)  # another seed: not listed
+    (root / "finetune-lr1e-3" / "seed1" / "final" / "config.json").write_text("{}")
     (root / "uniattn" / "seed0" / "final").mkdir(parents=True)  # no model saved: not listed
-    assert "cla" in {arm.name for arm in ARMS}
+    assert {"cla", "finetune-lr1e-3"} <= {arm.name for arm in ARMS}
     assert checkpoints() == {"uniattn-cla": str((root / "cla" / "seed0" / "final").resolve())}
 
 

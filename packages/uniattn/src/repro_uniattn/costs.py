@@ -9,6 +9,9 @@ import contextlib
 import torch
 from repro_core.config import resolve_base
 
+# one trained model per architecture of the grid (full fine-tuning has the base's)
+COST_ARMS = ("uniattn", "softmax-only", "cla")
+
 
 def evaluate_base(preset: str, extra: list[str], eval_batches: int) -> dict:
     """The base checkpoint scored like every arm (task loss/accuracy, base-corpus perplexity)."""
@@ -43,8 +46,7 @@ def measure_costs(
     cfg = arm_config(preset, extra)
     models = {"base": load_llama_checkpoint(resolve_base(cfg.model.init_from))}
     for arm, final in finals.items():
-        # finetune has the base architecture, uniattn-zero-init the uniattn one
-        if arm not in ("finetune", "uniattn-zero-init", "uniattn-untrained"):
+        if arm in COST_ARMS:  # the other arms share one of these architectures (or the base's)
             models[arm] = AutoModelForCausalLM.from_pretrained(final)
     return cost_ratios(models, prefill, decode, repeats)
 

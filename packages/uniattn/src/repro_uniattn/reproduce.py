@@ -1,58 +1,86 @@
 """UniAttn vs standard fine-tuning, its ablations and cross-layer KV sharing; ``make reproduce-uniattn``.
 
-    python -m repro_uniattn.reproduce --preset tiny --jobs 2           # 6 arms x 3 seeds + costs
-    python -m repro_uniattn.reproduce --preset tiny --seeds 0 --arms finetune,uniattn
+    python -m repro_uniattn.reproduce --preset tiny --jobs 2           # 11 arms x 3 seeds + costs
+    python -m repro_uniattn.reproduce --preset tiny --seeds 0 --arms finetune-lr1e-3,uniattn
     python -m repro_uniattn.reproduce --preset tiny --report-only      # rebuild the report
 
 Every arm post-trains the same base checkpoint (``model.init_from`` of the preset: ``make base``
-or ``REPRO_BASE``) on the same data, steps, learning rate and seeds; UniAttn arms run their
-stage 1 (W_c only, ``model.stage1_steps``) before the shared stage 2 (the official schedule).
-Each final model is scored on the held-out task (response loss, exact match) and on the base
-corpus (perplexity: forgetting); after the grid, the inference costs of the seed-0 models are
-measured against the base (:mod:`repro_uniattn.costs`). Statistics and verdicts:
-``repro_core.experiment`` / ``repro_core.claims``.
+or ``REPRO_BASE``) on the same data and seeds, with the same optimizer-step budget: UniAttn arms
+split it into stage 1 (W_c only, ``model.stage1_steps``) and stage 2 (full fine-tuning, the
+official schedule, ``model.stage1_budget: split`` in the tiny preset). Full fine-tuning and
+UniAttn (arm B) run at three learning rates (:data:`LRS`); the headline claim compares UniAttn at
+the learning rate of the best full fine-tuning arm with that arm (:func:`derive`). Each final model
+is scored on the held-out task (response loss, exact match) and on the base corpus (perplexity:
+forgetting); after the grid, the inference costs of the seed-0 models are measured against the
+base (:mod:`repro_uniattn.costs`). Statistics and verdicts: ``repro_core.experiment`` /
+``repro_core.claims``; checks before the workers start: :mod:`repro_uniattn.grid_checks`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 import sys
 
 from repro_core.claims import Claim, judge
 from repro_core.config import load_config, package_preset_dirs
-from repro_core.experiment import Arm, Grid, Metric, RunSpec, config_loader
+from repro_core.experiment import Arm, Grid, Metric, RunSpec
 from repro_core.experiment import checkpoints as grid_checkpoints
 from repro_core.experiment import main as run_experiment
 from repro_core.report import claims_table
 
 from .config import UniAttnModelConfig
+from .grid_checks import check_base, check_finished_runs, load_arm_config
 
 UNTRAINED = "uniattn-untrained"
+BEST_LR = "uniattn-at-best-ft-lr"  # derived: arm B at the learning rate of the best FT arm
+# Learning-rate sweep of full fine-tuning and of UniAttn (arm B), for the tiny base (pretrained at
+# 2e-3): the preset's 1e-3 and 10x / 100x lower; the paper post-trains at 1/15 (LLaMA-2-7B) to
+# 1/300 (Mistral, Gemma) of the base models' pretraining rate (spec §1.4).
+# (YAML reads "1e-3" as a string: the overrides spell the values out.)
+LRS = {"1e-3": "1.0e-3", "1e-4": "1.0e-4", "1e-5": "1.0e-5"}
+FINETUNE = tuple(f"finetune-lr{lr}" for lr in LRS)
+UNIATTN = ("uniattn", *(f"uniattn-lr{lr}" for lr in list(LRS)[1:]))  # "uniattn": the preset's lr
+ONE_STAGE = ("model.stage1_steps=0",)
+ARM_B = ("model.variant=uniattn", "model.compensation_init=lsq_tokens")  # at every preset
 LABELS = {
-    "finetune": "standard full fine-tuning",
-    "uniattn": "UniAttn (LS init, 2 stages)",
-    "uniattn-zero-init": "UniAttn (W_c = 0 init, 2 stages)",
-    "softmax-only": "unification without W_c",
-    "cla": "cross-layer KV sharing (CLA)",
-    UNTRAINED: "UniAttn, LS init, no post-training (spec §4.2 arm G)",
+    **{a: f"standard full fine-tuning, lr {lr} (spec §4.2 arm A)" for a, lr in zip(FINETUNE, LRS)},
+    "uniattn": "UniAttn (LS init, 2 stages, preset lr; arm B)",
+    **{a: f"UniAttn, lr {lr}" for a, lr in zip(UNIATTN[1:], list(LRS)[1:])},
+    "uniattn-official-budget": "UniAttn, official budget (stage 2 = full FT's steps, +100 W_c-only)",
+    "uniattn-lsq-official": "UniAttn, the official LS estimator (position-wise means + pinv; arm C)",
+    "uniattn-zero-init": "UniAttn (W_c = 0 init, 2 stages; arm D)",
+    "softmax-only": "unification without W_c (arm E)",
+    "cla": "cross-layer KV sharing (CLA; arm F)",
+    UNTRAINED: "UniAttn, LS init, no post-training (arm G)",
 }
 ARMS = (
-    Arm("finetune", ("model.variant=base", "model.stage1_steps=0")),
-    Arm("uniattn", ("model.variant=uniattn",)),
+    *(
+        Arm(a, ("model.variant=base", *ONE_STAGE, f"train.lr={LRS[lr]}"))
+        for a, lr in zip(FINETUNE, LRS)
+    ),
+    Arm("uniattn", ARM_B),
+    *(Arm(a, (*ARM_B, f"train.lr={LRS[lr]}")) for a, lr in zip(UNIATTN[1:], list(LRS)[1:])),
+    Arm("uniattn-official-budget", (*ARM_B, "model.stage1_budget=extra")),
+    Arm("uniattn-lsq-official", ("model.variant=uniattn", "model.compensation_init=lsq_official")),
     Arm("uniattn-zero-init", ("model.variant=uniattn", "model.compensation_init=zero")),
-    Arm("softmax-only", ("model.variant=softmax", "model.stage1_steps=0")),
-    Arm("cla", ("model.variant=cla", "model.stage1_steps=0")),
-    Arm(UNTRAINED, ("model.variant=uniattn", "model.stage1_steps=0")),
+    Arm("softmax-only", ("model.variant=softmax", *ONE_STAGE)),
+    Arm("cla", ("model.variant=cla", *ONE_STAGE)),
+    Arm(UNTRAINED, (*ARM_B, *ONE_STAGE)),
 )
 EVAL_BATCHES = 8  # base-corpus batches of 8 x 256 tokens
 LATENCY = {"prefill": 1024, "decode": 64, "repeats": 7}
 
 
 def run_one(spec: RunSpec) -> dict:
-    """Post-train one arm and seed (arm G: convert only), then score task and forgetting."""
+    """Post-train one arm and seed (arm G: convert only), then score task and forgetting; plus
+    the learning rate and the optimizer steps taken (both stages), read from the run."""
+    import json
     from pathlib import Path
 
     from repro_core.evaluate import load_run
+    from repro_core.results import write_text_atomic
     from repro_core.train import latest_checkpoint
 
     from .evaluate import evaluate_model
@@ -60,79 +88,93 @@ def run_one(spec: RunSpec) -> dict:
 
     cfg = load_config(spec.preset, [*spec.overrides, f"name=uniattn-{spec.arm}"],
                       UniAttnModelConfig, package_preset_dirs(__file__))  # fmt: skip
+    run_dir = Path(spec.run_dir)
+    steps = 0
     if spec.arm == UNTRAINED:  # convert the base and fit W_c as training would, no training
         from .task import resolve_task_corpus
 
+        write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())  # for grid_checks
         corpus = resolve_task_corpus(cfg.data.corpus)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=corpus))
         tokenizer = run_tokenizer(cfg)
         model = build_model(cfg, tokenizer, log=lambda *_: None)
     else:
-        if not (Path(spec.run_dir) / "results.json").is_file():  # a killed run resumes
-            run(cfg, Path(spec.run_dir), resume=latest_checkpoint(spec.run_dir) is not None)
-        model, tokenizer, saved = load_run(spec.run_dir)
+        if not (run_dir / "results.json").is_file():  # a killed run resumes
+            run(cfg, run_dir, resume=latest_checkpoint(run_dir) is not None)
+        model, tokenizer, saved = load_run(run_dir)
         corpus = saved["data"]["corpus"]
-    return evaluate_model(model.eval(), tokenizer, corpus, "wikitext-2", 256, EVAL_BATCHES)
+        for stage in (run_dir / "stage1", run_dir):
+            if (stage / "results.json").is_file():
+                steps += json.loads((stage / "results.json").read_text())["step"]
+    scores = evaluate_model(model.eval(), tokenizer, corpus, "wikitext-2", 256, EVAL_BATCHES)
+    return {**scores, "optimizer_steps": steps, "lr": cfg.train.lr}
 
 
-def check_base(preset: str, extra: tuple[str, ...]) -> None:
-    """Every arm post-trains ``model.init_from``: fail once, before the workers, if it is missing."""
-    from pathlib import Path
+def preflight(preset: str, extra: tuple[str, ...]) -> None:
+    check_base(preset, extra)
+    check_finished_runs(GRID, preset, extra)
 
-    from repro_core.config import resolve_base
-    from repro_core.experiment import ExperimentError
 
-    from .costs import arm_config
+def derive(results: dict) -> list[dict]:
+    """Arm B at the learning rate of the full fine-tuning arm with the lowest mean task loss (the
+    claims' best-baseline rule), one record per seed, named :data:`BEST_LR`; none when that arm
+    or a UniAttn arm at its learning rate has not run."""
 
-    init_from = arm_config(preset, list(extra)).model.init_from
-    if not init_from:
-        raise ExperimentError(
-            f"preset {preset!r} has no model.init_from: the grid post-trains a base checkpoint. Run "
-            "`make base` (tiny presets read $REPRO_BASE, default runs/base/final) or pass "
-            "--set model.init_from=DIR"
-        )
-    try:
-        path = resolve_base(init_from)
-    except FileNotFoundError as err:
-        raise ExperimentError(str(err)) from None
-    hub_id = not Path(path).is_absolute() and path.count("/") == 1 and not Path(path).exists()
-    if not hub_id and not Path(path, "config.json").is_file():
-        raise ExperimentError(
-            f"model.init_from={path!r} is not a model directory (no config.json): pass the output "
-            "of save_pretrained, e.g. runs/base/final from `make base`"
-        )
+    def mean_loss(arm: str) -> float:
+        vals = [r["metrics"]["task_loss"] for r in results["runs"] if r["arm"] == arm]
+        mu = statistics.fmean(vals) if vals else math.inf
+        return mu if math.isfinite(mu) else math.inf
+
+    ran = [a for a in FINETUNE if mean_loss(a) < math.inf]
+    if not ran:
+        return []
+    best = min(ran, key=mean_loss)
+    lrs = {r["metrics"].get("lr") for r in results["runs"] if r["arm"] == best}
+    return [
+        {"arm": BEST_LR, "setting": r["setting"], "seed": r["seed"], "source_arm": r["arm"],
+         "baseline_arm": best, "metrics": r["metrics"]}
+        for r in results["runs"]
+        if r["arm"] in UNIATTN and len(lrs) == 1 and r["metrics"].get("lr") in lrs
+    ]  # fmt: skip
 
 
 GRID = Grid(
     package="uniattn",
     arms=ARMS,
     run=run_one,
-    config_loader=config_loader(UniAttnModelConfig, __file__),
+    config_loader=load_arm_config,
     metrics=(
         Metric("task_loss", "task loss", True, 3),
         Metric("task_accuracy", "task exact match", False, 3),
         Metric("base_perplexity", "base-corpus PPL", True, 1),
         Metric("kv_bytes_per_token", "KV bytes/token", True, 0),
         Metric("parameters", "params", None, 0),
+        Metric("optimizer_steps", "optimizer steps", None, 0),
     ),
     title="UniAttn reproduction",
     description="Arms: " + "; ".join(f"`{k}` = {v}" for k, v in LABELS.items()) + ".",
-    preflight=check_base,
+    preflight=preflight,
+    derive=derive,
 )
 CLAIMS = (
     # The margin is fixed here, before a new grid: 0.03 nats of task loss (~2% of fine-tuning's).
+    # Matched budget (stage1_budget: split), UniAttn at the lr of the best full fine-tuning arm.
     Claim('"UniAttn matches standard post-training" (arxivlens summary, 3P; abstract framing)',
-          "task_loss", "uniattn", "finetune", kind="matches", margin=0.03),
+          "task_loss", BEST_LR, FINETUNE, kind="matches", margin=0.03),
     Claim('"cross-layer KV sharing leads to significant performance degradation" (abstract v1)',
           "task_loss", "uniattn", "cla"),
     Claim('"cross-layer KV sharing leads to significant performance degradation" (abstract v1)',
           "task_accuracy", "uniattn", "cla", lower_is_better=False),
     Claim("W_c matters (ablation; spec §1.7 claim 3 [U])", "task_loss", "uniattn", "softmax-only"),
     Claim("the LS init matters (ablation; spec §4.2)", "task_loss", "uniattn", "uniattn-zero-init"),
+    Claim("the LS init matters, official estimator (the paper's init; spec §4.2 arm C)", "task_loss",
+          "uniattn-lsq-official", "uniattn-zero-init"),
+    Claim("all-token ridge LS beats the official position-wise pinv (spec §6.2, [I] hypothesis)",
+          "task_loss", "uniattn", "uniattn-lsq-official"),
     Claim("post-training is needed after unification (spec §4.2 arm G)", "task_loss", "uniattn",
           UNTRAINED),
     Claim('"Reducing Inference Costs via Softmax Unification" (title): KV cache', "kv_bytes_per_token",
-          "uniattn", "finetune"),
+          "uniattn", FINETUNE[0]),
 )  # fmt: skip
 LATENCY_CLAIM = '"Reducing Inference Costs via Softmax Unification" (title): {what}, {where}'
 
@@ -182,6 +224,11 @@ def sections(results: dict) -> list[str]:
         b = extra["base_model"]
         out.append(f"Base model without post-training: task loss {b['task_loss']:.3f}, exact match "
                    f"{b['task_accuracy']:.3f}, base-corpus PPL {b['base_perplexity']:.1f}.")  # fmt: skip
+    if results.get("derived"):
+        d = results["derived"][0]
+        out.append(f"Learning-rate sweep: the best full fine-tuning arm (lowest mean task loss) is "
+                   f"`{d['baseline_arm']}`; the headline claim compares it with `{d['source_arm']}`, "
+                   f"UniAttn at the same learning rate, as `{BEST_LR}`.")  # fmt: skip
     costs = extra.get("costs", {})
     if costs:
         lines = ["## Inference costs (seed-0 models, ratio to the base)", "",

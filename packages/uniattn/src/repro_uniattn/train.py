@@ -11,8 +11,11 @@
 With ``model.variant=uniattn`` the W_c of each reusing layer is first fitted by sequential least
 squares on ``model.calibration_blocks`` training blocks (``model.compensation_init``). With
 ``model.stage1_steps`` > 0, stage 1 (W_c only) runs in ``<run-dir>/stage1`` and stage 2 (full
-fine-tuning, fresh optimizer, ``train.max_steps``) in ``<run-dir>``; the other variants have no
-W_c and skip stage 1 (the ``tiny`` preset's ``stage1_steps`` applies to ``uniattn`` only).
+fine-tuning, fresh optimizer) in ``<run-dir>``: ``train.max_steps`` steps with
+``model.stage1_budget=extra`` (official), ``train.max_steps - stage1_steps`` with ``split`` (the
+``tiny`` preset: every arm then takes ``train.max_steps`` optimizer steps in all). The other
+variants have no W_c and skip stage 1 (the ``tiny`` preset's ``stage1_steps`` applies to
+``uniattn`` only).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
         cfg, data=dataclasses.replace(cfg.data, corpus=resolve_task_corpus(cfg.data.corpus))
     )
     m = cfg.model
+    stage1_steps, _ = m.stage_steps(cfg.train.max_steps)  # ConfigError before any work
     tokenizer = run_tokenizer(cfg)
     run_dir = Path(run_dir)
     if m.stage1_steps and not m.runs_stage1:
@@ -91,8 +95,8 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
                 cfg,
                 train=dataclasses.replace(
                     t,
-                    max_steps=m.stage1_steps,
-                    warmup_steps=min(t.warmup_steps, m.stage1_steps),
+                    max_steps=stage1_steps,
+                    warmup_steps=min(t.warmup_steps, stage1_steps),
                     trainable=trainable,
                     eval_every=0,
                     save_every=0,
@@ -113,6 +117,7 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
         model = UniAttnForCausalLM.from_pretrained(stage1_dir / "final").train()
     else:
         model = build_model(cfg, tokenizer)
+    cfg = dataclasses.replace(cfg, train=m.stage2_train(cfg.train))  # split: fewer steps
     trainer = Trainer(
         cfg, run_dir, model=model, tokenizer=tokenizer, resume=resume, overwrite=overwrite
     )
@@ -120,8 +125,9 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
 
 
 def check_inputs(cfg) -> None:
-    """Before torch: the base checkpoint exists, and the corpus (unless it is the synthetic task
-    family, written on first use by :func:`run`)."""
+    """Before torch: the stage budget adds up, the base checkpoint exists, and the corpus (unless
+    it is the synthetic task family, written on first use by :func:`run`)."""
+    cfg.model.stage_steps(cfg.train.max_steps)
     if cfg.model.init_from:
         resolve_base(cfg.model.init_from)
     if cfg.data.corpus != CORPUS_NAME:
