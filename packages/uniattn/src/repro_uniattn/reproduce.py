@@ -155,6 +155,7 @@ GRID = Grid(
     description="Arms: " + "; ".join(f"`{k}` = {v}" for k, v in LABELS.items()) + ".",
     preflight=preflight,
     derive=derive,
+    derived_arms=(BEST_LR,),
 )
 CLAIMS = (
     # The margin is fixed here, before a new grid: 0.03 nats of task loss (~2% of fine-tuning's).
