@@ -109,6 +109,37 @@ def test_a_run_made_with_other_overrides_is_never_reused_silently(env, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "model.x=99" in err[0]
 
 
+def test_a_run_trained_under_another_config_is_never_reused_silently(env, capsys):
+    """The arm overrides can stay the same while the preset file or a package default changes:
+    each record carries its config's fingerprint and a finished run under another one is refused
+    (as is one without a fingerprint); a subset of the seeds is not a change."""
+    import dataclasses
+
+    from repro_core.experiment import main as run_experiment
+
+    preset = {"lr": 1e-3}
+    grid = dataclasses.replace(fx.GRID, config_loader=lambda p, o: {"preset": dict(preset), "o": o})
+    argv = ["--jobs", "0", "--out", str(env / "results"), "--arms", "baseline", "--settings", "V1k"]
+    assert run_experiment(grid, fx.CLAIMS, argv) == 0
+    assert run_experiment(grid, fx.CLAIMS, [*argv, "--seeds", "1"]) == 0  # reused, not refused
+    assert len(starts(env)) == 3
+    records = sorted(Path(os.environ["REPRO_RUNS_DIR"]).rglob("result.json"))
+    shas = {json.loads(r.read_text())["stamp"]["config_sha"] for r in records}
+    assert len(shas) == 1  # the seeds share one fingerprint
+    capsys.readouterr()
+    preset["lr"] = 1e-4  # the preset file changed under finished runs
+    assert run_experiment(grid, fx.CLAIMS, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained under another config" in err[0] and "REPRO_RUNS_DIR" in err[0]
+    assert len(starts(env)) == 3  # nothing retrained, nothing overwritten
+    preset["lr"] = 1e-3
+    data = json.loads(records[0].read_text())
+    del data["stamp"]["config_sha"]  # a run made before fingerprints: cannot tell
+    records[0].write_text(json.dumps(data))
+    assert run_experiment(grid, fx.CLAIMS, argv) == 2
+    assert "no config fingerprint" in capsys.readouterr().err
+
+
 def test_a_bad_config_is_one_error_line_before_any_run_starts(env, capsys):
     """With Grid.config_loader, every (arm, setting) config is loaded once (not per seed) before
     the first run; a loader's ConfigError names the arm and no run starts."""

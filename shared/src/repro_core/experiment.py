@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -234,7 +234,24 @@ def _init_worker() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def execute(grid_run: Callable[[RunSpec], dict], spec: RunSpec, commit: str | None) -> dict:
+def config_fingerprint(config) -> str | None:
+    """Hash of a run's resolved config, stamped into its record so that a finished run trained
+    under another preset file or package default is not reused (:func:`load_result`); None when
+    the config is not a dataclass or dict."""
+    if is_dataclass(config):
+        config = asdict(config)
+    if not isinstance(config, dict):
+        return None
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def execute(
+    grid_run: Callable[[RunSpec], dict],
+    spec: RunSpec,
+    commit: str | None,
+    config_sha: str | None = None,
+) -> dict:
     """Run one spec, stamp it and write ``result.json`` atomically (the 'finished' marker)."""
     torch = sys.modules.get("torch")  # a run that needs torch imports it; workers get 1 thread
     if torch is not None:
@@ -256,19 +273,23 @@ def execute(grid_run: Callable[[RunSpec], dict], spec: RunSpec, commit: str | No
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "started": started,
     }
+    if config_sha is not None:
+        stamp["config_sha"] = config_sha
     record = {"spec": asdict(spec), "metrics": metrics, "stamp": stamp}
     write_json_atomic(Path(spec.run_dir) / RESULT_FILE, record)
     return record
 
 
-def _execute_in_worker(grid_run, spec: RunSpec, commit) -> dict:
+def _execute_in_worker(grid_run, spec: RunSpec, commit, config_sha=None) -> dict:
     _init_worker()
-    return execute(grid_run, spec, commit)
+    return execute(grid_run, spec, commit, config_sha)
 
 
-def load_result(spec: RunSpec) -> dict | None:
-    """The finished run's record, or None. A record made with other overrides is an error: the
-    grid's declaration changed, and silently reusing (or replacing) that run would be wrong."""
+def load_result(spec: RunSpec, config_sha: str | None = None) -> dict | None:
+    """The finished run's record, or None. A record made with other overrides, or (given
+    ``config_sha``, see :func:`config_fingerprint`) under another resolved config or without a
+    fingerprint to tell, is an error: the grid's declaration or preset changed, and silently
+    reusing (or replacing) that run would be wrong."""
     path = Path(spec.run_dir) / RESULT_FILE
     if not path.is_file():
         return None
@@ -278,18 +299,40 @@ def load_result(spec: RunSpec) -> dict | None:
             f"{path} was made with overrides {record['spec']['overrides']}, the grid now asks "
             f"for {list(spec.overrides)}: remove that run directory or set REPRO_RUNS_DIR"
         )
+    saved = record.get("stamp", {}).get("config_sha")
+    if config_sha is not None and saved != config_sha:
+        why = (
+            "has no config fingerprint to check"
+            if saved is None
+            else "was trained under another config"
+        )
+        raise ExperimentError(
+            f"{path.parent} {why} than the grid's now (a preset or default changed since?): move "
+            f"the run directory away (e.g. mv runs/{spec.package} runs/{spec.package}-old) or "
+            "set REPRO_RUNS_DIR"
+        )
     return record
 
 
-def run_grid(grid: Grid, specs: Sequence[RunSpec], jobs: int = 1, log=print) -> tuple[list, list]:
+def run_grid(
+    grid: Grid,
+    specs: Sequence[RunSpec],
+    jobs: int = 1,
+    log=print,
+    shas: Mapping[str, str | None] | None = None,
+) -> tuple[list, list]:
     """Run every spec that has no finished record; returns (records, failures).
+
+    ``shas``: run directory -> config fingerprint (from :func:`check_configs`), stamped into
+    new records and checked against finished ones.
 
     ``jobs >= 1``: that many worker processes, each run in a fresh one (clean global state:
     Accelerate, torch threads); ``jobs == 0``: in this process, one after the other.
     """
     records, todo, failures = {}, [], []
+    shas = {s.run_dir: (shas or {}).get(s.run_dir) for s in specs}
     for spec in specs:
-        rec = load_result(spec)
+        rec = load_result(spec, shas[spec.run_dir])
         if rec is None:
             todo.append(spec)
         else:
@@ -311,11 +354,14 @@ def run_grid(grid: Grid, specs: Sequence[RunSpec], jobs: int = 1, log=print) -> 
                 from .train import reset_accelerate
 
                 reset_accelerate()
-            done(spec, execute(grid.run, spec, commit), i)
+            done(spec, execute(grid.run, spec, commit, shas[spec.run_dir]), i)
     elif todo:
         ctx = get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
-            futures = {pool.submit(_execute_in_worker, grid.run, s, commit): s for s in todo}
+            futures = {
+                pool.submit(_execute_in_worker, grid.run, s, commit, shas[s.run_dir]): s
+                for s in todo
+            }
             for i, fut in enumerate(as_completed(futures), 1):
                 spec = futures[fut]
                 try:
@@ -421,22 +467,35 @@ def config_loader(model_config_cls, module_file: str) -> Callable[[str, Sequence
     return lambda preset, overrides: load_config(preset, list(overrides), model_config_cls, dirs)
 
 
-def check_configs(grid: Grid, specs: Sequence[RunSpec]) -> None:
-    """Load the config of every run with :attr:`Grid.config_loader` (seeds aside, once per
-    preset and overrides); a bad one raises :class:`ExperimentError` naming its arm."""
+def _seedless(spec: RunSpec) -> tuple[str, ...]:
+    return tuple(o for o in spec.overrides if not o.startswith("seed="))
+
+
+def spec_fingerprint(grid: Grid, spec: RunSpec) -> str | None:
+    """:func:`config_fingerprint` of a run's config, seed aside (one per seed set); None
+    without :attr:`Grid.config_loader`. For a package that runs a grid spec itself."""
     if grid.config_loader is None:
-        return
-    seen = set()
+        return None
+    return config_fingerprint(grid.config_loader(spec.preset, _seedless(spec)))
+
+
+def check_configs(grid: Grid, specs: Sequence[RunSpec]) -> dict[str, str | None]:
+    """Load the config of every run with :attr:`Grid.config_loader` (seeds aside, once per
+    preset and overrides); a bad one raises :class:`ExperimentError` naming its arm. Returns
+    run directory -> :func:`spec_fingerprint` (empty without a loader)."""
+    if grid.config_loader is None:
+        return {}
+    seen: dict[tuple, str | None] = {}
     for spec in specs:
-        overrides = tuple(o for o in spec.overrides if not o.startswith("seed="))
-        if (spec.preset, overrides) in seen:
+        key = (spec.preset, _seedless(spec))
+        if key in seen:
             continue
-        seen.add((spec.preset, overrides))
         try:
-            grid.config_loader(spec.preset, spec.overrides)
+            seen[key] = spec_fingerprint(grid, spec)
         except UserError as exc:
             where = f"arm {spec.arm}" + (f" setting {spec.setting}" if spec.setting else "")
             raise ExperimentError(f"{where}: {exc}") from None
+    return {s.run_dir: seen[(s.preset, _seedless(s))] for s in specs}
 
 
 def _parse(grid: Grid, argv) -> argparse.Namespace:
@@ -520,7 +579,7 @@ def main(
         for seed in seeds
     ]
     try:
-        check_configs(grid, specs)
+        shas = check_configs(grid, specs)
         if grid.preflight is not None:
             grid.preflight(args.preset, tuple(args.overrides))
     except UserError as exc:  # ExperimentError, ConfigError, a missing input
@@ -528,7 +587,7 @@ def main(
         return 2
     start = time.perf_counter()
     try:
-        records, failures = run_grid(grid, specs, jobs=args.jobs)
+        records, failures = run_grid(grid, specs, jobs=args.jobs, shas=shas)
     except ExperimentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

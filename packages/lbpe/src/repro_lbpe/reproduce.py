@@ -39,6 +39,7 @@ from repro_core.experiment import (
     execute,
     load_result,
     make_spec,
+    spec_fingerprint,
     train_run,
 )
 from repro_core.experiment import main as run_experiment
@@ -108,10 +109,11 @@ def run_one(spec: RunSpec) -> dict:
     overrides.append(f"data.tokenizer={tok_spec}")
     if own.get("continue") == "true":
         base = make_spec(GRID, spec.preset, "bpe", "", spec.seed, _extra(spec))
-        if load_result(base) is None:  # the base model is the bpe arm's run: train it first
+        sha = spec_fingerprint(GRID, base)
+        if load_result(base, sha) is None:  # the base model is the bpe arm's run: train it first
             from repro_core.train import reset_accelerate
 
-            execute(GRID.run, base, None)
+            execute(GRID.run, base, None, sha)
             reset_accelerate()
         overrides += [
             f"train.max_steps={max(1, cfg.train.max_steps // CONTINUE_FRACTION)}",

@@ -31,7 +31,7 @@ from repro_core.experiment import main as run_experiment
 from repro_core.report import claims_table
 
 from .config import UniAttnModelConfig
-from .grid_checks import check_base, check_finished_runs, load_arm_config
+from .grid_checks import check_base, load_arm_config
 
 UNTRAINED = "uniattn-untrained"
 BEST_LR = "uniattn-at-best-ft-lr"  # derived: arm B at the learning rate of the best FT arm
@@ -80,7 +80,6 @@ def run_one(spec: RunSpec) -> dict:
     from pathlib import Path
 
     from repro_core.evaluate import load_run
-    from repro_core.results import write_text_atomic
     from repro_core.train import latest_checkpoint
 
     from .evaluate import evaluate_model
@@ -93,7 +92,6 @@ def run_one(spec: RunSpec) -> dict:
     if spec.arm == UNTRAINED:  # convert the base and fit W_c as training would, no training
         from .task import resolve_task_corpus
 
-        write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())  # for grid_checks
         corpus = resolve_task_corpus(cfg.data.corpus)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=corpus))
         tokenizer = run_tokenizer(cfg)
@@ -112,7 +110,6 @@ def run_one(spec: RunSpec) -> dict:
 
 def preflight(preset: str, extra: tuple[str, ...]) -> None:
     check_base(preset, extra)
-    check_finished_runs(GRID, preset, extra)
 
 
 def derive(results: dict) -> list[dict]:
