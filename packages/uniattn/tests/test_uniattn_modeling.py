@@ -255,26 +255,13 @@ def test_least_squares_fit_runs_the_base_once_and_matches_a_direct_solve():
     batches = 2
     assert calls == {"base": batches, "model": len(layers) * batches}
 
-    def record(m, layer):
-        out = {}
-        attn = m.model.layers[layer]
-        hooks = [
-            attn.register_forward_pre_hook(lambda mod, args: out.update(x=args[0])),
-            attn.self_attn.register_forward_hook(lambda mod, args, o: out.update(u=args[0], a=o)),
-        ]
-        with torch.no_grad():
-            m(input_ids=calib)
-        for h in hooks:
-            h.remove()
-        return out["u"].double(), (out["x"] + out["a"]).double()  # u_l, y_l = x_l + a_l
-
     for layer in layers:
         comp = model.model.layers[layer].self_attn.compensation
         fitted = comp.weight.detach().clone()
         with torch.no_grad():
             comp.weight.zero_()  # later W_c do not reach layer `layer`; earlier ones stay
-        _, y_base = record(base, layer)
-        u, y_cur = record(model, layer)
+        _, y_base = record_layer(base, layer, calib)
+        u, y_cur = record_layer(model, layer, calib)
         b, a = u.reshape(-1, D), (y_base - y_cur).reshape(-1, D)
         gram = b.T @ b
         lam = 1e-3 * torch.trace(gram) / D
