@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 from repro_harpe.evaluate import greedy_predictions, sliding_window_nll
-from repro_harpe.tasks import NOISE, TASKS, build_sample, make_suite, string_match_all
+from repro_harpe.tasks import (
+    DEFAULT_SETTINGS,
+    NOISE,
+    TASKS,
+    build_sample,
+    make_suite,
+    string_match_all,
+)
 from tokenizers import ByteLevelBPETokenizer
 from transformers import PreTrainedTokenizerFast
 
@@ -152,3 +159,28 @@ def test_batched_greedy_predictions_equal_a_token_by_token_loop(tokenizer):
                 nxt = int(model(torch.tensor([ids + out])).logits[0, -1].argmax())
                 out.append(nxt)
         assert pred == tokenizer.decode(out)
+
+
+def test_training_blocks_hold_a_task_at_the_configured_fraction(tokenizer):
+    """Every task must appear at the configured share even where its fixed text is longer than
+    most drawn lengths (here 39-62 GPT-2 tokens against lengths drawn in 8..80): a task that
+    does not fit its drawn length takes the whole block instead of becoming prose."""
+    from repro_harpe.corpus import make_block
+
+    headers = {
+        "passkey": "Find the pass key in the text.",
+        "niah": "Some special magic numbers are hidden in the text.",
+        "vt": "Track the variables.",
+        "cwe": "most common words.",
+    }
+    rng, n, seq_len = random.Random(3), 400, 80
+    seen = dict.fromkeys(headers, 0)
+    for _ in range(n):
+        ids = make_block(tokenizer, seq_len, rng, 0.5, 8, DEFAULT_SETTINGS)
+        assert ids.shape == (seq_len,)
+        text = tokenizer.decode(ids.tolist())
+        for name, header in headers.items():
+            seen[name] += header in text
+    share = sum(seen.values()) / n
+    assert abs(share - 0.5) < 0.1, (share, seen)  # 4 binomial sigmas; before the fix: 0.2
+    assert all(seen.values()), seen
