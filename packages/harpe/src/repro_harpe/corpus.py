@@ -108,7 +108,7 @@ def make_block(
             try:
                 sample = build_sample(task, n, rng.random(), rng, count, settings)
                 break
-            except ValueError:  # does not fit even in the whole block: a prose block
+            except ValueError:  # too long for n tokens: the whole block next, else prose
                 continue
     if sample is not None:
         ids = tokenizer(sample.prompt + sample.target, add_special_tokens=False)["input_ids"]
