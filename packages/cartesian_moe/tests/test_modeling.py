@@ -266,6 +266,7 @@ def test_perf_cases_and_checkpoints_registration():
         "smoe_share",
         "smoe_top3",
         "fine_grained",
+        "hash_share",
     }
     for case in cases:
         case["candidate"][1]()

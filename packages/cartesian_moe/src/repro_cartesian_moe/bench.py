@@ -155,7 +155,7 @@ def measure_ffn_speed(
     }
 
 
-PERF_VARIANTS = ("cartesian", "smoe_share", "smoe_top3", "fine_grained")
+PERF_VARIANTS = ("cartesian", "smoe_share", "smoe_top3", "fine_grained", "hash_share")
 
 
 def perf_cases(quick: bool = False) -> list[dict]:

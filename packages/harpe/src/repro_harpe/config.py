@@ -59,6 +59,13 @@ class HarpeModelConfig(ModelConfig):
     order, then the final stage (``rope_theta``, ``data.seq_len``). ``stage_fractions``: the share
     of the token budget of each stage, final stage last (empty = equal shares, the paper's
     "uniform" split of its Table 1).
+
+    Copy curriculum of the synthetic corpus (our addition, not the paper's; off by default, on in
+    the ``base-*`` presets): ``copy_steps`` = the first optimizer steps of the run train on copy
+    blocks only (random ids of a period drawn from ``copy_period``, tiled over the block, see
+    :func:`repro_harpe.corpus.copy_block`), in the same optimizer and lr schedule as the rest;
+    ``copy_fraction`` = the share of copy blocks among the blocks of the later steps. Without it
+    the tiny bases learn no induction and cannot retrieve at their own length (README).
     """
 
     hidden_size: int = 128
@@ -83,6 +90,9 @@ class HarpeModelConfig(ModelConfig):
     original_length: int = 128
     stages: list[str] = field(default_factory=list)
     stage_fractions: list[float] = field(default_factory=list)
+    copy_steps: int = 0
+    copy_fraction: float = 0.0
+    copy_period: list[int] = field(default_factory=lambda: [16, 64])
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,6 +130,16 @@ class HarpeModelConfig(ModelConfig):
                 f"model.rope_scaling={self.rope_scaling!r} with model.rope_scheme={self.rope_scheme!r}: "
                 "PI / YaRN are baselines with one base; set model.rope_scheme=single"
             )
+        check(self.copy_steps >= 0, "model.copy_steps", self.copy_steps, ">= 0")
+        check(
+            0 <= self.copy_fraction <= 1, "model.copy_fraction", self.copy_fraction, "in [0, 1]"
+        )
+        check(
+            len(self.copy_period) == 2 and 2 <= self.copy_period[0] <= self.copy_period[1],
+            "model.copy_period",
+            self.copy_period,
+            "[min, max] with 2 <= min <= max (token ids per repeated unit)",
+        )
         for stage in self.stages:
             parse_stage(stage)
         if self.stage_fractions:

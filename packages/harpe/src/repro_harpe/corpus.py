@@ -8,7 +8,9 @@
 
 Training data are fixed-length blocks with one document per block (:func:`training_blocks`):
 a task instance of a random length at the end of the block, the rest prose (separated by eos),
-so an instance is never cut by block packing. The byte-level BPE tokenizer (default 320 ids,
+so an instance is never cut by block packing. Copy blocks (:func:`copy_block`, our addition, not
+the paper's: random token ids of a random period tiled over the block) teach the base the
+induction (copy) mechanism that retrieval needs; see ``HarpeModelConfig.copy_steps``. The byte-level BPE tokenizer (default 320 ids,
 nearly characters) is trained on a fixed sample of both kinds of text
 (:func:`harpe_tokenizer`). Everything is deterministic given the seeds and cached under
 ``$REPRO_RUNS_DIR/harpe/data`` (default ``runs/harpe/data``).
@@ -87,6 +89,27 @@ def _prose_ids(tokenizer, rng: random.Random, num_tokens: int) -> list[int]:
     return ids[:num_tokens]
 
 
+def copy_ids(tokenizer) -> np.ndarray:
+    """Ids a copy block draws from: the whole vocabulary except the special tokens."""
+    special = set(tokenizer.all_special_ids)
+    return np.asarray([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
+
+
+def copy_block(
+    seq_len: int, rng: random.Random, ids: np.ndarray, period: tuple[int, int] = (16, 64)
+) -> np.ndarray:
+    """``seq_len`` ids: ``p`` random ``ids`` (p uniform in ``period``) tiled to fill the block.
+
+    Every token after the first ``p`` repeats the one ``p`` back, so it is predictable only by
+    finding the earlier occurrence of the current token and copying its successor (induction).
+    The period varies from block to block: with one fixed period a model learns "copy the token
+    p back" from the positions alone, which does not transfer to retrieval (measured, README)."""
+    lo, hi = period
+    p = rng.randint(lo, min(hi, seq_len))
+    unit = np.asarray(rng.choices(range(len(ids)), k=p))
+    return ids[np.resize(unit, seq_len)]
+
+
 def make_block(
     tokenizer,
     seq_len: int,
@@ -129,8 +152,11 @@ def training_blocks(
     task_fraction: float = 0.5,
     min_task_tokens: int = 64,
     settings: TaskSettings = DEFAULT_SETTINGS,
+    copy_fraction: float = 0.0,
+    copy_period: tuple[int, int] = (16, 64),
 ) -> np.ndarray:
-    """(num_blocks, seq_len) int64 blocks, cached on disk by their parameters."""
+    """(num_blocks, seq_len) int64 blocks, cached on disk by their parameters: a share
+    ``copy_fraction`` of copy blocks (:func:`copy_block`), the rest :func:`make_block`."""
     from repro_core.data import tokenizer_fingerprint
 
     key = json.dumps(
@@ -143,6 +169,8 @@ def training_blocks(
             task_fraction,
             min_task_tokens,
             settings.__dict__,
+            copy_fraction,
+            list(copy_period),
         ],
         sort_keys=True,
     )
@@ -151,9 +179,12 @@ def training_blocks(
     if path.is_file():
         return np.load(path)
     rng = random.Random(f"blocks-{seed}-{seq_len}")
+    ids = copy_ids(tokenizer) if copy_fraction > 0 else None
     blocks = np.stack(
         [
-            make_block(tokenizer, seq_len, rng, task_fraction, min_task_tokens, settings)
+            copy_block(seq_len, rng, ids, tuple(copy_period))
+            if copy_fraction > 0 and (copy_fraction >= 1 or rng.random() < copy_fraction)
+            else make_block(tokenizer, seq_len, rng, task_fraction, min_task_tokens, settings)
             for _ in range(num_blocks)
         ]
     )
@@ -171,6 +202,8 @@ def prose_eval_ids(tokenizer, num_tokens: int, seed: int = 777) -> np.ndarray:
 
 
 __all__ = [
+    "copy_block",
+    "copy_ids",
     "data_root",
     "harpe_tokenizer",
     "make_block",

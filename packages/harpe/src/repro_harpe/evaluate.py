@@ -10,6 +10,9 @@
   with a context of L tokens advancing ``stride`` (256) tokens at a time, every token scored
   once with up to L tokens before it; L = 256 ... 2048.
 * Short-context perplexity: the same prose in disjoint blocks of the base length (128).
+* Induction: ``period`` random token ids repeated once; accuracy of the greedy next-token
+  prediction over the repeated half (chance ~ 1 / vocabulary). Retrieval needs this copy
+  mechanism; a model without it scores 0 on every task whatever its RoPE.
 """
 
 from __future__ import annotations
@@ -175,12 +178,33 @@ def perplexities(
     return out
 
 
+@no_grad
+def induction_accuracy(model, tokenizer, period: int = 30, samples: int = 32, seed: int = 99):
+    """Accuracy of the argmax prediction of each token of the second copy of ``period`` random
+    ids (:func:`repro_harpe.corpus.copy_ids`, a seed training never uses) repeated once; the
+    first token of the second copy is not scored (nothing identifies where the repeat starts)."""
+    import torch
+
+    from .corpus import copy_ids
+
+    ids = copy_ids(tokenizer)
+    rng = np.random.default_rng(seed)
+    unit = ids[rng.integers(0, len(ids), size=(samples, period))]
+    x = torch.from_numpy(np.concatenate([unit, unit], axis=1)).to(next(model.parameters()).device)
+    pred = model(input_ids=x).logits.argmax(-1)  # pred[:, t] predicts x[:, t + 1]
+    hit = pred[:, period : 2 * period - 1] == x[:, period + 1 :]
+    return float(hit.double().mean())
+
+
 def evaluate_model(
     model, tokenizer, lengths, depths, samples, contexts, short=128, tokens=4096, tasks=TASKS
 ) -> dict:
-    """:func:`retrieval_accuracy` and :func:`perplexities` in one dict."""
+    """:func:`retrieval_accuracy`, :func:`perplexities` and ``induction``
+    (:func:`induction_accuracy`) in one dict."""
+    model.eval()
     result = retrieval_accuracy(model, tokenizer, lengths, depths, samples, tasks)
     result.update(perplexities(model, tokenizer, contexts, short, tokens))
+    result["induction"] = induction_accuracy(model, tokenizer)
     return result
 
 

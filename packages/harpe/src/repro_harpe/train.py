@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from repro_core.cli import cli_main, done_line, is_main_process, parse_train_command
-from repro_core.config import load_config, package_preset_dirs, resolve_base
+from repro_core.config import ConfigError, load_config, package_preset_dirs, resolve_base
 from repro_core.data import get_tokenizer, resolve_corpus
 from repro_core.results import write_text_atomic
 
@@ -64,10 +64,30 @@ def run_tokenizer(cfg):
     return get_tokenizer(cfg.data.tokenizer, resolve_corpus(cfg.data.corpus))
 
 
+def stage_blocks(cfg, tokenizer, copy_steps: int = 0) -> tuple[np.ndarray, int]:
+    """Training blocks of one synthetic-corpus stage and how many of them open it: ``copy_steps``
+    steps' worth of copy-only blocks (capped to leave one step of corpus), then
+    ``train.max_steps`` (or ``data.max_train_tokens``) worth of corpus blocks holding a share
+    ``model.copy_fraction`` of copy blocks, the total unchanged."""
+    L, t, m = cfg.data.seq_len, cfg.train, cfg.model
+    G = t.batch_size * t.grad_accum
+    copy = dict(copy_period=tuple(m.copy_period))
+    n = t.max_steps * G
+    if cfg.data.max_train_tokens:
+        n = min(n, max(cfg.data.max_train_tokens // L, G))
+    train = training_blocks(tokenizer, L, n, seed=1000 + L, copy_fraction=m.copy_fraction, **copy)
+    first = min(copy_steps, t.max_steps - 1) * G
+    if not first:
+        return train, 0
+    head = training_blocks(tokenizer, L, first, seed=3000 + L, copy_fraction=1.0, **copy)
+    return np.concatenate([head, train[: max(G, n - first)]]), first
+
+
 def train_stage(
-    cfg, run_dir: Path, tokenizer, model, resume: bool, overwrite: bool = False
+    cfg, run_dir: Path, tokenizer, model, resume: bool, overwrite: bool = False, copy_steps=0
 ) -> dict:
-    """One Trainer run of ``cfg`` (its ``data.seq_len``) on ``model``."""
+    """One Trainer run of ``cfg`` (its ``data.seq_len``) on ``model``; its first ``copy_steps``
+    steps on copy blocks only (synthetic corpus)."""
     from repro_core.train import Trainer
 
     from .block_trainer import BlockTrainer
@@ -75,15 +95,14 @@ def train_stage(
     kwargs = dict(model=model, tokenizer=tokenizer, resume=resume, overwrite=overwrite)
     if cfg.data.corpus != SYNTHETIC:
         return Trainer(cfg, run_dir, **kwargs).train(resume=resume)
-    L, t = cfg.data.seq_len, cfg.train
-    n = t.max_steps * t.batch_size * t.grad_accum
-    if cfg.data.max_train_tokens:
-        n = min(n, max(cfg.data.max_train_tokens // L, t.batch_size * t.grad_accum))
-    train = training_blocks(tokenizer, L, n, seed=1000 + L)
+    L, G = cfg.data.seq_len, cfg.train.batch_size * cfg.train.grad_accum
+    train, first = stage_blocks(cfg, tokenizer, copy_steps)
     val = training_blocks(tokenizer, L, VAL_BLOCKS, seed=2000 + L)
     corpus = corpus_folder(tokenizer, train, val, L)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=corpus))
-    trainer = BlockTrainer(cfg, run_dir, train, val, **kwargs)
+    trainer = BlockTrainer(
+        cfg, run_dir, train, val, first_blocks=first, first_steps=first // G, **kwargs
+    )
     return trainer.train(resume=resume)
 
 
@@ -134,7 +153,13 @@ def run(cfg, run_dir: Path, resume: bool = False, overwrite: bool = False) -> di
             name=cfg.name if final else f"{cfg.name}-stage{k}",
         )
         results = train_stage(
-            stage_cfg, stage_dir, tokenizer, model.train(), resume and final, overwrite
+            stage_cfg,
+            stage_dir,
+            tokenizer,
+            model.train(),
+            resume and final,
+            overwrite,
+            copy_steps=m.copy_steps if k == 0 else 0,  # the curriculum opens the first stage
         )
         if not final:
             reset_accelerate()
@@ -182,6 +207,16 @@ def check_inputs(cfg, preset: str) -> None:
         resolve_base(cfg.model.init_from)
     if cfg.data.corpus != SYNTHETIC:
         resolve_corpus(cfg.data.corpus)
+        if cfg.model.copy_steps or cfg.model.copy_fraction:
+            raise ConfigError(
+                f"model.copy_steps / model.copy_fraction mix copy blocks into the synthetic corpus "
+                f"only, not data.corpus={cfg.data.corpus!r}: set them to 0"
+            )
+    if cfg.model.copy_steps >= cfg.train.max_steps:
+        raise ConfigError(
+            f"model.copy_steps={cfg.model.copy_steps} leaves no step of the corpus in "
+            f"train.max_steps={cfg.train.max_steps}: make it smaller than train.max_steps"
+        )
 
 
 @cli_main
