@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from repro_core.data import BlockSampler
+from repro_core.prepare import epochs_over_corpus
 from repro_core.train import Trainer
 
 
@@ -40,6 +41,10 @@ class BlockTrainer(Trainer):
             self.sampler = PhasedSampler(first_blocks, first_steps, len(train_blocks), *args)
         else:
             self.sampler = BlockSampler(len(train_blocks), *args)
+        # the core counted epochs over its own packing of the corpus text; these blocks are it
+        self.epochs = epochs_over_corpus(
+            t.max_steps * self.tokens_per_step, len(train_blocks) * cfg.data.seq_len
+        )
 
 
 __all__ = ["BlockTrainer", "PhasedSampler"]

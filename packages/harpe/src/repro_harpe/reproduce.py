@@ -116,6 +116,7 @@ def run_one(spec: RunSpec) -> dict:
         "retrieval_near": retrieval(near),
         "retrieval_target": retrieval([target]),
         "retrieval_all": retrieval(lengths),
+        "induction": ev["induction"],
         "val_loss": trained["val_loss"],
         "cells": ev["cells"],
         "bases": model.config.head_bases(),
@@ -139,6 +140,7 @@ GRID = Grid(
         Metric("ppl_target", "ppl@1024", True, 3),
         Metric("ppl_extrapolate", "ppl@2048", True, 3),
         Metric("ppl_short", "ppl short@128", True, 3),
+        Metric("induction", "induction", False, 3),
     ),
     title="HARPE reproduction: long-context extension from 128 to 1024 tokens",
     description=(
@@ -148,7 +150,8 @@ GRID = Grid(
         "subset (niah_single, niah_multikey, vt, cwe; string_match_all, 0-100) over depths "
         "0, 50, 100%; 'retrieval 512-1024' averages lengths 512 and 1024. Perplexity: "
         "sliding window (stride 256) on held-out prose at a context of L tokens; short = "
-        "disjoint 128-token blocks (retention)."
+        "disjoint 128-token blocks (retention). Induction: next-token accuracy on the repeated "
+        "half of 30 random ids repeated once (the copy mechanism retrieval needs)."
     ),
 )
 CLAIMS = (
