@@ -1,6 +1,6 @@
 """UniAttn vs standard fine-tuning, its ablations and cross-layer KV sharing; ``make reproduce-uniattn``.
 
-    python -m repro_uniattn.reproduce --preset tiny --jobs 2           # 11 arms x 3 seeds + costs
+    python -m repro_uniattn.reproduce --preset tiny --jobs 2           # 12 arms x 3 seeds + costs
     python -m repro_uniattn.reproduce --preset tiny --seeds 0 --arms finetune-lr1e-3,uniattn
     python -m repro_uniattn.reproduce --preset tiny --report-only      # rebuild the report
 
