@@ -239,3 +239,20 @@ def test_claims_on_derived_records_are_checked_against_the_declared_names(env):
     partial = dataclasses.replace(fx.DERIVED_GRID, derived_arms=("fast",))
     with pytest.raises(ValueError, match=r"records \['slow'\] outside"):
         run_experiment(partial, (), ["--jobs", "0", "--out", str(out)])
+
+
+def test_only_the_tiny_grid_rewrites_the_package_readme_block(env, monkeypatch):
+    from repro_core import report
+
+    root = env / "pkg"
+    root.mkdir()
+    readme = root / "README.md"
+    text = f"# fixture\n\n{report.README_START}\nold table\n{report.README_END}\n"
+    readme.write_text(text)
+    monkeypatch.setattr(type(fx.GRID), "package_root", lambda self: root)
+    assert fx.main(["--jobs", "0", "--preset", "spec-a4", "--seeds", "0,1,2"]) == 0
+    assert (root / "results" / "spec-a4" / "results.md").is_file()
+    assert readme.read_text() == text  # another preset: its own folder, README untouched
+    assert fx.main(["--jobs", "0", "--preset", "tiny"]) == 0
+    block = readme.read_text()
+    assert "old table" not in block and "Preset `tiny`" in block

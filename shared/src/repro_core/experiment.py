@@ -166,6 +166,9 @@ class Grid:
         return Path(module.__file__).resolve().parents[2]
 
 
+README_PRESET = "tiny"  # the preset whose results the package README's generated block shows
+
+
 def runs_root() -> Path:
     return Path(os.environ.get("REPRO_RUNS_DIR", "runs"))
 
@@ -558,7 +561,10 @@ def main(
             raise ExperimentError(f"--jobs {args.jobs}: expected 0 (in process) or more")
         default_out = grid.package_root() / "results" / args.preset
         out = Path(args.out) if args.out else default_out
-        readme = grid.package_root() / "README.md" if out == default_out else None
+        # The README's generated block shows the tiny grid: another preset (or another folder)
+        # writes its own results folder and leaves the README alone.
+        readme_owner = out == default_out and args.preset == README_PRESET
+        readme = grid.package_root() / "README.md" if readme_owner else None
         if args.report_only:
             path = out / "results.json"
             if not path.is_file():
