@@ -20,6 +20,10 @@ def fake_run(spec: RunSpec) -> dict:
     if log:
         with open(log, "a") as f:
             f.write(f"start {spec.arm} {spec.setting} {spec.seed}\n")
+    pids = os.environ.get("GRID_PIDS")
+    if pids:
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
     time.sleep(float(os.environ.get("GRID_SLEEP", "0")))
     scale = 2.0 if "data.vocab_size=2048" in spec.overrides else 1.0
     seed_effect = 0.1 * ((spec.seed * 7919) % 5 - 2)

@@ -86,6 +86,37 @@ def test_a_killed_grid_resumes_and_runs_only_the_rest(env):
     assert len(results["runs"]) == 9
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_workers_exit_when_the_grid_process_is_killed(env):
+    pids = env / "pids.txt"
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import experiment_fixture as f; "
+        f"sys.exit(f.main(['--jobs', '2', '--out', {str(env / 'out')!r}, '--settings', 'V1k']))"
+    )
+    proc_env = os.environ | {"GRID_SLEEP": "120", "GRID_PIDS": str(pids)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=proc_env)
+    deadline = time.time() + 120
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.time() < deadline:
+        time.sleep(0.1)
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2 and all(_alive(p) for p in workers)
+    proc.kill()  # SIGKILL: no handler in the grid process runs
+    proc.wait()
+    deadline = time.time() + 20
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers), "a worker outlived the killed grid process"
+    assert not list(Path(os.environ["REPRO_RUNS_DIR"]).rglob("result.json"))
+
+
 def test_report_only_rebuilds_the_report_byte_for_byte(env):
     out = env / "results"
     fx.main(["--jobs", "0", "--out", str(out)])

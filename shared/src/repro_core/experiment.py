@@ -31,6 +31,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -283,8 +284,24 @@ def execute(
     return record
 
 
-def _execute_in_worker(grid_run, spec: RunSpec, commit, config_sha=None) -> dict:
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker when the grid process that spawned it is gone (killed, not interrupted):
+    an orphaned worker would go on training, and a restarted grid would train the same run
+    directory beside it."""
+
+    def watch():
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:  # re-parented: the grid process has died
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _execute_in_worker(grid_run, spec: RunSpec, commit, config_sha=None, parent=None) -> dict:
     _init_worker()
+    if parent is not None:
+        _exit_with_parent(parent)
     return execute(grid_run, spec, commit, config_sha)
 
 
@@ -362,7 +379,9 @@ def run_grid(
         ctx = get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
             futures = {
-                pool.submit(_execute_in_worker, grid.run, s, commit, shas[s.run_dir]): s
+                pool.submit(
+                    _execute_in_worker, grid.run, s, commit, shas[s.run_dir], os.getpid()
+                ): s
                 for s in todo
             }
             for i, fut in enumerate(as_completed(futures), 1):
